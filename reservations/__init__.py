@@ -1,0 +1,71 @@
+"""reservations: public facility reservations with cashless checkout."""
+from pathlib import Path
+
+from flask import Flask, request, session
+from flask_login import current_user
+from sqlalchemy import event
+
+from .extensions import babel, csrf, db, login_manager, migrate
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, template_folder="../templates")
+    app.config.from_object("config.Config")
+    if test_config:
+        app.config.update(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from . import models  # noqa: F401  (registers every table for migrations)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "account.login"
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"])
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _serialise_sqlite_writes(db.engine)
+
+    from . import cli, filters, views
+
+    views.register(app)
+    cli.register(app)
+    filters.register(app)
+    return app
+
+
+def select_locale() -> str:
+    from flask import current_app
+
+    languages = current_app.config["LANGUAGES"]
+    chosen = session.get("lang")
+    if chosen in languages:
+        return chosen
+    if current_user and getattr(current_user, "locale", None) in languages:
+        return current_user.locale
+    return current_app.config["BABEL_DEFAULT_LOCALE"] if request else "ja"
+
+
+def _serialise_sqlite_writes(engine) -> None:
+    """Make every SQLite transaction BEGIN IMMEDIATE.
+
+    pysqlite's own transaction handling begins lazily and deferred, so two
+    bookings could both read "free" and then both write. Taking the write lock
+    at BEGIN serialises transactions, so the overlap check and the insert
+    happen as one step. The cost, all writers in one queue, suits the embedded
+    default; production runs PostgreSQL.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,5 @@
+"""Flask commands: `flask facilities import`, `flask seed-demo`."""
+
+
+def register(app) -> None:
+    pass

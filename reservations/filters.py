@@ -1,0 +1,25 @@
+"""Jinja filters for money and Tokyo time."""
+from datetime import datetime
+
+from flask_babel import format_date, format_datetime, format_time
+
+from .timeutil import local
+
+
+def yen(amount: int | None) -> str:
+    return "—" if amount is None else f"¥{amount:,}"
+
+
+def tokyo_datetime(dt: datetime, fmt: str = "medium") -> str:
+    return format_datetime(local(dt), fmt)
+
+
+def tokyo_time(dt: datetime) -> str:
+    return format_time(local(dt), "HH:mm")
+
+
+def register(app) -> None:
+    app.add_template_filter(yen)
+    app.add_template_filter(tokyo_datetime)
+    app.add_template_filter(tokyo_time)
+    app.add_template_filter(format_date, "date")

@@ -1,0 +1,11 @@
+"""All models, one module per aggregate; importing this registers them all."""
+from .audit import AuditEntry, record
+from .booking import ACTIVE_STATES, Booking, BookingState, IllegalTransition
+from .facility import Building, Closure, ClosureKind, Division, Letting, Room, RoomEquipment, RoomKind
+from .user import Residency, Role, User
+
+__all__ = [
+    "ACTIVE_STATES", "AuditEntry", "Booking", "BookingState", "Building", "Closure", "ClosureKind",
+    "Division", "IllegalTransition", "Letting", "Residency", "Role", "Room", "RoomEquipment",
+    "RoomKind", "User", "record",
+]

@@ -1,0 +1,29 @@
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ..timeutil import now_utc
+from .types import UTCDateTime
+
+
+class AuditEntry(db.Model):
+    """Append-only record of every state change, written in the same transaction."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_subject", "subject", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    subject: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int]
+    action: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+def record(subject: str, subject_id: int, action: str, *, actor_id: int | None = None, **data) -> AuditEntry:
+    entry = AuditEntry(subject=subject, subject_id=subject_id, action=action, actor_id=actor_id, data=data)
+    db.session.add(entry)
+    return entry

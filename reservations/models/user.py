@@ -1,0 +1,55 @@
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from ..timeutil import now_utc
+from .types import UTCDateTime
+
+
+class Residency(enum.StrEnum):
+    """Residency class (区内在住 / 在勤 / 在学 / 区外); it sets the fee multiplier."""
+
+    RESIDENT = "resident"  # 区内在住
+    WORKER = "worker"  # 区内在勤
+    STUDENT = "student"  # 区内在学
+    OUTSIDE = "outside"  # 区外
+
+
+class Role(enum.StrEnum):
+    RESIDENT = "resident"
+    STAFF = "staff"
+    FINANCE = "finance"
+    ADMIN = "admin"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("residency IN ('resident','worker','student','outside')", name="residency"),
+        CheckConstraint("role IN ('resident','staff','finance','admin')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    residency: Mapped[str] = mapped_column(String(16), default=Residency.RESIDENT)
+    role: Mapped[str] = mapped_column(String(16), default=Role.RESIDENT)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.STAFF, Role.ADMIN)

@@ -1,0 +1,94 @@
+"""What residents see: which slots of a room are free, day by day and month by month."""
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Booking, Letting, Room
+from ..timeutil import at_tokyo, now_utc
+from .booking import active_clause
+from .rules import closure_reason, hourly_starts, window_closes_at, window_opens_at
+
+# The marks residents already know from ward systems.
+FREE, PARTLY, FULL, CLOSED, OUTSIDE = "○", "△", "×", "休", "—"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One bookable unit of a day: a division, or one step of an hourly room."""
+
+    code: str  # division code, or "HH:MM" for an hourly step
+    start_at: datetime
+    end_at: datetime
+    status: str  # free | taken | outside | closed
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    mark: str
+    closure: str | None
+    units: list[Unit]
+
+
+def _units(room: Room, day: date) -> list[tuple[str, datetime, datetime]]:
+    if room.letting == Letting.DIVISION:
+        return [(d.code, at_tokyo(day, d.start_time), at_tokyo(day, d.end_time)) for d in room.divisions]
+    step = timedelta(minutes=room.step_minutes)
+    return [(t.strftime("%H:%M"), at_tokyo(day, t), at_tokyo(day, t) + step) for t in hourly_starts(room, day)]
+
+
+def _occupied(room: Room, start: datetime, end: datetime, now: datetime) -> list[tuple[datetime, datetime]]:
+    rows = db.session.execute(
+        select(Booking.start_at, Booking.end_at).where(
+            Booking.room_id == room.id, Booking.start_at < end, Booking.end_at > start, active_clause(now)
+        )
+    )
+    return [(s, e) for s, e in rows]
+
+
+def _day(room: Room, day: date, occupied, now: datetime) -> Day:
+    closure = closure_reason(room, day)
+    opens = window_opens_at(room, day)
+    units = []
+    for code, start, end in _units(room, day):
+        if closure:
+            status = "closed"
+        elif now < opens or now > window_closes_at(room, start):
+            status = "outside"
+        elif any(s < end and e > start for s, e in occupied):
+            status = "taken"
+        else:
+            status = "free"
+        units.append(Unit(code, start, end, status))
+    statuses = [u.status for u in units if u.status != "outside"]
+    if closure:
+        mark = CLOSED
+    elif not statuses:
+        mark = OUTSIDE
+    elif all(s == "free" for s in statuses):
+        mark = FREE
+    elif "free" in statuses:
+        mark = PARTLY
+    else:
+        mark = FULL
+    return Day(day=day, mark=mark, closure=closure, units=units)
+
+
+def day_availability(room: Room, day: date, *, now: datetime | None = None) -> Day:
+    now = now or now_utc()
+    start, end = at_tokyo(day, datetime.min.time()), at_tokyo(day + timedelta(days=1), datetime.min.time())
+    return _day(room, day, _occupied(room, start, end, now), now)
+
+
+def month_availability(room: Room, year: int, month: int, *, now: datetime | None = None) -> list[Day]:
+    """Every day of a month, with one query for the bookings of the whole month."""
+    now = now or now_utc()
+    first = date(year, month, 1)
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    occupied = _occupied(
+        room, at_tokyo(first, datetime.min.time()), at_tokyo(last + timedelta(days=1), datetime.min.time()), now
+    )
+    return [_day(room, first + timedelta(days=i), occupied, now) for i in range(last.day)]

@@ -1,0 +1,30 @@
+"""Domain errors: each carries a code (for tests and logs) and a message for people."""
+from flask_babel import lazy_gettext as _l
+
+MESSAGES = {
+    "invalid_date": _l("That date is not valid."),
+    "past": _l("That time has already passed."),
+    "closed": _l("The room is closed on that day."),
+    "outside_hours": _l("That time is outside the room's opening hours."),
+    "invalid_divisions": _l("Choose one division or several consecutive divisions."),
+    "invalid_duration": _l("That duration is not allowed for this room."),
+    "not_open_yet": _l("Booking for that day has not opened yet."),
+    "window_closed": _l("Online booking for that time has closed."),
+    "not_bookable": _l("This room cannot be booked online yet."),
+    "slot_taken": _l("This slot was just taken. Please choose another."),
+    "too_many": _l("You have reached the maximum number of active bookings."),
+    "price_changed": _l("The price has changed. Please check the new price and try again."),
+    "cancel_deadline": _l("The cancellation deadline has passed. Please contact the facility."),
+    "not_cancellable": _l("This booking cannot be cancelled."),
+}
+
+
+class BookingError(Exception):
+    def __init__(self, code: str, **details):
+        super().__init__(code)
+        self.code = code
+        self.details = details
+
+    @property
+    def message(self) -> str:
+        return str(MESSAGES.get(self.code, self.code))

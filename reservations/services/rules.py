@@ -1,0 +1,131 @@
+"""Calendar rules of a room: holidays, closures, the booking window and slots."""
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import jpholiday
+
+from ..models import Closure, ClosureKind, Letting, Room
+from ..timeutil import TOKYO, at_tokyo
+from .errors import BookingError
+
+
+def is_holiday(day: date) -> bool:
+    """Saturdays, Sundays and Japanese public holidays take the holiday fee."""
+    return day.weekday() >= 5 or jpholiday.is_holiday(day)
+
+
+def is_year_end(day: date) -> bool:
+    """The year-end break, 29 December to 3 January."""
+    return (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3)
+
+
+def _closure_applies(closure: Closure, day: date) -> bool:
+    if closure.kind == ClosureKind.WEEKLY:
+        return day.weekday() == closure.weekday
+    if closure.kind == ClosureKind.MONTHLY:
+        return day.weekday() == closure.weekday and (day.day - 1) // 7 + 1 == closure.nth
+    return closure.start_date <= day <= closure.end_date
+
+
+def closure_reason(room: Room, day: date) -> str | None:
+    """Why the room is closed on `day` (a business date in Tokyo), or None."""
+    if room.closes_year_end and is_year_end(day):
+        return "year_end"
+    for closure in room.closures:
+        if _closure_applies(closure, day):
+            return closure.reason or closure.kind
+    return None
+
+
+def window_opens_at(room: Room, day: date) -> datetime:
+    """When online booking opens for slots on `day`.
+
+    The month of `day` opens `window_months` earlier, on `window_open_day` at
+    `window_open_time` Tokyo time: with 2 months, 1st, 09:00, all of March
+    opens on 1 January at 09:00.
+    """
+    months = day.year * 12 + (day.month - 1) - room.window_months
+    opening_day = date(months // 12, months % 12 + 1, room.window_open_day)
+    return at_tokyo(opening_day, room.window_open_time)
+
+
+def window_closes_at(room: Room, start_at: datetime) -> datetime:
+    """Online booking (and free cancellation) for a slot ends this long before it starts."""
+    return start_at - timedelta(hours=room.close_hours_before)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A span of a room on one business day, made of divisions or of hours."""
+
+    day: date
+    start_at: datetime
+    end_at: datetime
+    division_codes: tuple[str, ...] = ()
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end_at - self.start_at).total_seconds() // 60)
+
+
+def division_slot(room: Room, day: date, codes: list[str]) -> Slot:
+    """One division or several consecutive ones, e.g. ["MORNING", "AFTERNOON"]."""
+    if room.letting != Letting.DIVISION or not codes:
+        raise BookingError("invalid_divisions")
+    by_code = {d.code: d for d in room.divisions}
+    if any(code not in by_code for code in codes) or len(set(codes)) != len(codes):
+        raise BookingError("invalid_divisions")
+    chosen = sorted((by_code[c] for c in codes), key=lambda d: d.position)
+    order = [d.code for d in room.divisions]
+    first = order.index(chosen[0].code)
+    if [d.code for d in chosen] != order[first:first + len(chosen)]:
+        raise BookingError("invalid_divisions")
+    return Slot(
+        day=day,
+        start_at=at_tokyo(day, chosen[0].start_time),
+        end_at=at_tokyo(day, chosen[-1].end_time),
+        division_codes=tuple(d.code for d in chosen),
+    )
+
+
+def hourly_slot(room: Room, day: date, start: time, minutes: int) -> Slot:
+    """A span of a room let by the hour: inside opening hours, on the step, within min..max."""
+    if room.letting != Letting.HOURLY:
+        raise BookingError("invalid_duration")
+    if minutes <= 0 or minutes % room.step_minutes:
+        raise BookingError("invalid_duration")
+    if (room.min_minutes and minutes < room.min_minutes) or (room.max_minutes and minutes > room.max_minutes):
+        raise BookingError("invalid_duration")
+    start_at = at_tokyo(day, start)
+    end_at = start_at + timedelta(minutes=minutes)
+    opens, closes = at_tokyo(day, room.open_time), at_tokyo(day, room.close_time)
+    if start_at < opens or end_at > closes:
+        raise BookingError("outside_hours")
+    if ((start.hour * 60 + start.minute) - (room.open_time.hour * 60 + room.open_time.minute)) % room.step_minutes:
+        raise BookingError("outside_hours")
+    return Slot(day=day, start_at=start_at, end_at=end_at)
+
+
+def check_bookable(room: Room, slot: Slot, now: datetime) -> None:
+    """Raise BookingError unless a resident may book `slot` online at `now`."""
+    if not room.bookable_online:
+        raise BookingError("not_bookable")
+    if slot.start_at <= now:
+        raise BookingError("past")
+    if closure_reason(room, slot.day):
+        raise BookingError("closed")
+    if now < window_opens_at(room, slot.day):
+        raise BookingError("not_open_yet")
+    if now > window_closes_at(room, slot.start_at):
+        raise BookingError("window_closed")
+
+
+def hourly_starts(room: Room, day: date) -> list[time]:
+    """Every start time a room let by the hour offers on `day`."""
+    opens = datetime.combine(day, room.open_time, tzinfo=TOKYO)
+    closes = datetime.combine(day, room.close_time, tzinfo=TOKYO)
+    starts, t = [], opens
+    while t + timedelta(minutes=room.step_minutes) <= closes:
+        starts.append(t.time())
+        t += timedelta(minutes=room.step_minutes)
+    return starts

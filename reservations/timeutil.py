@@ -1,0 +1,23 @@
+"""Time in one place: stored in UTC, reasoned about in Asia/Tokyo."""
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def local(dt: datetime) -> datetime:
+    """An aware datetime shown in Tokyo time."""
+    return dt.astimezone(TOKYO)
+
+
+def at_tokyo(day: date, clock: time) -> datetime:
+    """The UTC instant of a Tokyo wall-clock time (Japan has no DST, so this is exact)."""
+    return datetime.combine(day, clock, tzinfo=TOKYO).astimezone(UTC)
+
+
+def business_date(dt: datetime) -> date:
+    return local(dt).date()

@@ -1,0 +1,194 @@
+"""Every test that takes `app` runs twice: on SQLite and on PostgreSQL.
+
+PostgreSQL must answer at TEST_DATABASE_URL (default: the local server); when it
+does not, the tests error rather than skip, so CI cannot pass without it.
+Each pytest process builds its own databases with the migrations, so runs in
+parallel never share a schema.
+"""
+import os
+import re
+import uuid
+from datetime import date, time
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from reservations import create_app
+from reservations.extensions import db
+from reservations.models import Building, Division, Letting, Residency, Role, Room, User
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CHUO_DIVISIONS = [
+    ("MORNING", time(9), time(12), 2800, 2800),
+    ("AFTERNOON", time(13), time(17), 3600, 3600),
+    ("EVENING", time(18), time(21), 3600, 3600),
+]
+
+
+def _pg_url(name: str) -> str:
+    return re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory):
+    """Build an empty schema with the migrations on each backend, once per session."""
+    name = f"reservations_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL does not answer at {PG_ADMIN_URL}: {exc}", pytrace=False)
+    urls = {
+        "sqlite": f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}",
+        "postgresql": _pg_url(name).replace("postgresql://", "postgresql+psycopg://"),
+    }
+    for url in urls.values():
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()
+    yield urls
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _empty_tables() -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(text(f"DELETE FROM {table}"))
+    db.session.commit()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def app_config(tmp_path) -> dict:
+    """Tests may change settings by overriding or updating this fixture before `app`."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "WTF_CSRF_ENABLED": False,
+        "MAIL_BACKEND": "outbox",
+        "MAIL_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "MAX_ACTIVE_BOOKINGS": 5,
+        "HOLD_MINUTES": 10,
+    }
+
+
+@pytest.fixture
+def app(backend, database_urls, app_config):
+    app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": database_urls[backend]})
+    with app.app_context():
+        yield app
+        db.session.rollback()
+        _empty_tables()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, email="resident@example.com", password="correct horse"):
+        return self._client.post("/account/login", data={"email": email, "password": password})
+
+    def logout(self):
+        return self._client.post("/account/logout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture
+def make_user():
+    """Create and commit a user; returns it. Password is 'correct horse'."""
+
+    def make(email=None, *, residency=Residency.RESIDENT, role=Role.RESIDENT, name="山田 花子", **kw):
+        user = User(email=email or f"u{uuid.uuid4().hex[:10]}@example.com", name=name,
+                    residency=residency, role=role, **kw)
+        user.set_password("correct horse")
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def resident(make_user):
+    return make_user("resident@example.com")
+
+
+def _building() -> Building:
+    building = db.session.query(Building).filter_by(name="テスト会館").one_or_none()
+    if building is None:
+        building = Building(name="テスト会館", name_kana="テストカイカン", name_en="Test Hall",
+                            address="東京都中央区1-1-1")
+        db.session.add(building)
+    return building
+
+
+@pytest.fixture
+def make_room():
+    """A room let in Chuo's three divisions (weekday = holiday fees unless given)."""
+
+    def make(name="音楽室", *, divisions=CHUO_DIVISIONS, **kw):
+        room = Room(building=_building(), name=name, name_en="Music room", kind="music_room",
+                    capacity=30, letting=Letting.DIVISION, **kw)
+        for pos, (code, start, end, weekday_fee, holiday_fee) in enumerate(divisions):
+            room.divisions.append(Division(code=code, position=pos, start_time=start, end_time=end,
+                                           weekday_fee=weekday_fee, holiday_fee=holiday_fee))
+        db.session.add(room)
+        db.session.commit()
+        return room
+
+    return make
+
+
+@pytest.fixture
+def make_hourly_room():
+    """A court let by the hour, 09:00–21:00, 1 to 3 hours, ¥1,000/h weekdays, ¥1,500/h holidays."""
+
+    def make(name="テニスコート", **kw):
+        fields = dict(kind="court", capacity=4, letting=Letting.HOURLY, open_time=time(9), close_time=time(21),
+                      min_minutes=60, max_minutes=180, step_minutes=60, weekday_hourly_fee=1000,
+                      holiday_hourly_fee=1500)
+        fields.update(kw)
+        room = Room(building=_building(), name=name, name_en="Tennis court", **fields)
+        db.session.add(room)
+        db.session.commit()
+        return room
+
+    return make
+
+
+@pytest.fixture
+def room(make_room):
+    return make_room()
+
+
+def weekday_on_or_after(day: date, weekday: int) -> date:
+    from datetime import timedelta
+
+    return day + timedelta(days=(weekday - day.weekday()) % 7)
