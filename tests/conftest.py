@@ -192,3 +192,16 @@ def weekday_on_or_after(day: date, weekday: int) -> date:
     from datetime import timedelta
 
     return day + timedelta(days=(weekday - day.weekday()) % 7)
+
+
+@pytest.fixture
+def login_as(client):
+    """Sign a user in without going through the login form (for tests of other pages)."""
+
+    def login(user):
+        with client.session_transaction() as sess:
+            sess["_user_id"] = str(user.id)
+            sess["_fresh"] = True
+        return user
+
+    return login
