@@ -1,5 +1,210 @@
-"""Flask commands: `flask facilities import`, `flask seed-demo`."""
+"""Flask commands: `flask facilities import`, `flask seed-demo`.
+
+Commands are the unit of work: the services they call only flush, and each
+command commits once at the end, or rolls back and exits non-zero.
+"""
+import os
+from datetime import time
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Building, Closure, ClosureKind, Letting, Residency, Role, Room, RoomKind, User
+from .services.catalog import (
+    CatalogError,
+    HourlyTerms,
+    import_catalog,
+    parse_division_times,
+    parse_time_range,
+    read_catalog,
+)
+
+facilities = AppGroup("facilities", help="Manage the facility catalog (buildings and rooms).")
 
 
-def register(app) -> None:
-    pass
+@facilities.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--divisions",
+    "division_spec",
+    default="",
+    metavar="NAME=HH:MM-HH:MM,...",
+    help="Clock times of the divisions the file uses, e.g. "
+    '"MORNING=09:00-12:00,AFTERNOON=13:00-17:00,EVENING=18:00-21:00".',
+)
+@click.option("--hourly-hours", default="09:00-21:00", show_default=True,
+              help="Opening hours of rooms let by the hour (ONE_HOUR / TWO_HOUR rates).")
+@click.option("--hourly-min", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Shortest booking of an hourly room, in minutes.")
+@click.option("--hourly-max", type=click.IntRange(min=1), default=None,
+              help="Longest booking of an hourly room, in minutes (default: no limit).")
+@click.option("--hourly-step", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Booking step of an hourly room, in minutes.")
+def import_facilities(file: Path, division_spec: str, hourly_hours: str, hourly_min: int,
+                      hourly_max: int | None, hourly_step: int) -> None:
+    """Create or update buildings and rooms from a catalog FILE (JSON); re-running updates in place."""
+    try:
+        opens, closes = parse_time_range(hourly_hours)
+        terms = HourlyTerms(opens, closes, hourly_min, hourly_max, hourly_step)
+        result = import_catalog(read_catalog(file), parse_division_times(division_spec), hourly_terms=terms)
+    except CatalogError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"cannot import {file}: {exc}\nNothing was imported.") from None
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    for line in result.summary():
+        click.echo(line)
+
+
+# -- Demo seed ----------------------------------------------------------------
+
+CHUO_CATALOG = "tokyo-chuo.json"
+CHUO_DIVISIONS = "MORNING=09:00-12:00,AFTERNOON=13:00-17:00,EVENING=18:00-21:00"
+CHUO_BUILDINGS_EN = {
+    "アートはるみ": "Art Harumi",
+    "築地社会教育会館": "Tsukiji Social Education Hall",
+    "月島社会教育会館": "Tsukishima Social Education Hall",
+    "日本橋社会教育会館": "Nihonbashi Social Education Hall",
+}
+CHUO_ROOMS_EN = {
+    "音楽室": "Music room",
+    "ホール全体（舞台・客席付）": "Whole hall (stage and seats)",
+    "ホールフロア（床のみ）": "Hall floor only",
+}
+# The 社会教育会館 close on the second Monday of every month.
+MONTHLY_CLOSURE = {"kind": ClosureKind.MONTHLY, "weekday": 0, "nth": 2, "reason": "定期休館日"}
+
+SPORTS_CENTRE = {
+    "external_key": "demo:中央区立総合スポーツセンター",
+    "name": "中央区立総合スポーツセンター",
+    "name_kana": "チュウオウクリツソウゴウスポーツセンター",
+    "name_en": "Chuo Sports Centre",
+    "address": "東京都中央区日本橋浜町2-59-1",
+}
+SPORTS_ROOMS = [
+    {"external_id": "demo-court-a", "name": "テニスコートA", "name_kana": "テニスコートエー",
+     "name_en": "Tennis court A", "kind": RoomKind.COURT, "capacity": 4,
+     "weekday_hourly_fee": 1000, "holiday_hourly_fee": 1300, "max_minutes": 120},
+    {"external_id": "demo-court-b", "name": "テニスコートB", "name_kana": "テニスコートビー",
+     "name_en": "Tennis court B", "kind": RoomKind.COURT, "capacity": 4,
+     "weekday_hourly_fee": 1000, "holiday_hourly_fee": 1300, "max_minutes": 120},
+    {"external_id": "demo-gym-1", "name": "第一体育室", "name_kana": "ダイイチタイイクシツ",
+     "name_en": "Gymnasium 1", "kind": RoomKind.GYM, "capacity": 150,
+     "weekday_hourly_fee": 2600, "holiday_hourly_fee": 3400, "max_minutes": 180},
+    {"external_id": "demo-studio", "name": "スタジオ（小）", "name_kana": "スタジオ（ショウ）",
+     "name_en": "Small studio", "kind": RoomKind.STUDIO, "capacity": 15,
+     "weekday_hourly_fee": 700, "holiday_hourly_fee": 900, "max_minutes": 180},
+]
+SPORTS_HOURS = {"open_time": time(9), "close_time": time(21), "min_minutes": 60, "step_minutes": 60,
+                "hourly_unit_minutes": 60}
+
+DEMO_PASSWORD = "demo-password"
+DEMO_USERS = [
+    ("resident@example.com", "中央 太郎", Role.RESIDENT, Residency.RESIDENT),
+    ("nonresident@example.com", "区外 花子", Role.RESIDENT, Residency.OUTSIDE),
+    ("staff@example.com", "窓口 職員", Role.STAFF, Residency.WORKER),
+    ("finance@example.com", "会計 担当", Role.FINANCE, Residency.WORKER),
+    ("admin@example.com", "管理 者", Role.ADMIN, Residency.WORKER),
+]
+
+
+def facility_data_dir(app: Flask) -> Path:
+    """Where the ward catalogs live: $FACILITY_DATA_DIR, else shared/data/facilities beside the checkout."""
+    override = os.environ.get("FACILITY_DATA_DIR")
+    return Path(override) if override else Path(app.root_path).parent.parent / "shared/data/facilities"
+
+
+def _name_chuo_in_english(rooms: list[Room]) -> None:
+    """English names for the demo; a name someone has already set is kept."""
+    for room in rooms:
+        room.name_en = room.name_en or CHUO_ROOMS_EN.get(room.name, "")
+        room.building.name_en = room.building.name_en or CHUO_BUILDINGS_EN.get(room.building.name, "")
+
+
+def _close_monthly(rooms: list[Room]) -> int:
+    added = 0
+    for room in rooms:
+        if "社会教育会館" not in room.building.name:
+            continue
+        if not any(c.kind == MONTHLY_CLOSURE["kind"] and c.weekday == MONTHLY_CLOSURE["weekday"]
+                   and c.nth == MONTHLY_CLOSURE["nth"] for c in room.closures):
+            room.closures.append(Closure(**MONTHLY_CLOSURE))
+            added += 1
+    return added
+
+
+def _seed_sports_centre() -> int:
+    """The demo sports centre: courts, a gym and a studio let by the hour. Existing rooms are left alone."""
+    building = db.session.scalar(select(Building).filter_by(external_key=SPORTS_CENTRE["external_key"]))
+    if building is None:
+        building = Building(**SPORTS_CENTRE)
+        db.session.add(building)
+    existing = set(db.session.scalars(
+        select(Room.external_id).where(Room.external_id.in_([r["external_id"] for r in SPORTS_ROOMS]))
+    ))
+    created = 0
+    for fields in SPORTS_ROOMS:
+        if fields["external_id"] not in existing:
+            db.session.add(Room(building=building, letting=Letting.HOURLY, **SPORTS_HOURS, **fields))
+            created += 1
+    return created
+
+
+def _seed_users() -> list[tuple[User, bool]]:
+    """One demo user per role, and a non-resident; existing users keep their password."""
+    users = []
+    for email, name, role, residency in DEMO_USERS:
+        user = db.session.scalar(select(User).filter_by(email=email))
+        created = user is None
+        if created:
+            user = User(email=email, name=name, role=role, residency=residency)
+            user.set_password(DEMO_PASSWORD)
+            db.session.add(user)
+        users.append((user, created))
+    return users
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo() -> None:
+    """Load the demo: Chuo's catalog, a sports centre, closures and one user per role. Safe to re-run."""
+    path = facility_data_dir(current_app) / CHUO_CATALOG
+    if not path.is_file():
+        raise click.ClickException(
+            f"the Chuo catalog is not at {path}; set FACILITY_DATA_DIR to the folder that holds {CHUO_CATALOG}"
+        )
+    try:
+        result = import_catalog(read_catalog(path), parse_division_times(CHUO_DIVISIONS))
+        _name_chuo_in_english(result.rooms)
+        closures = _close_monthly(result.rooms)
+        sports = _seed_sports_centre()
+        users = _seed_users()
+    except CatalogError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"cannot seed the demo from {path}: {exc}\nNothing was seeded.") from None
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+
+    click.echo(f"Chuo catalog ({path}):")
+    for line in result.summary():
+        click.echo(f"  {line}")
+    click.echo(f"Closures: {closures} added (社会教育会館, 2nd Monday of the month).")
+    click.echo(f"Sports centre: {sports} hourly rooms created.")
+    click.echo(f"Demo accounts (password {DEMO_PASSWORD!r} for accounts created by the seed):")
+    for user, created in users:
+        state = "created" if created else "already there, left unchanged"
+        click.echo(f"  {user.email:<26} {DEMO_PASSWORD:<14} role={user.role:<9} "
+                   f"residency={user.residency:<9} ({state})")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(facilities)
+    app.cli.add_command(seed_demo)

@@ -1,8 +1,9 @@
 """Blueprints, the language switch and error pages."""
+from urllib.parse import urlparse
+
 from flask import redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from urllib.parse import urlparse
 
 
 def register(app) -> None:
@@ -22,7 +23,8 @@ def register(app) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
-        return render_template("error.html", message=_("Your session expired or the form was tampered with. Please try again.")), 400
+        message = _("Your session expired or the form was tampered with. Please try again.")
+        return render_template("error.html", message=message), 400
 
     @app.errorhandler(404)
     def not_found(exc):

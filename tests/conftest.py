@@ -121,7 +121,7 @@ def auth(client):
 
 
 @pytest.fixture
-def make_user():
+def make_user(app):
     """Create and commit a user; returns it. Password is 'correct horse'."""
 
     def make(email=None, *, residency=Residency.RESIDENT, role=Role.RESIDENT, name="山田 花子", **kw):
@@ -150,7 +150,7 @@ def _building() -> Building:
 
 
 @pytest.fixture
-def make_room():
+def make_room(app):
     """A room let in Chuo's three divisions (weekday = holiday fees unless given)."""
 
     def make(name="音楽室", *, divisions=CHUO_DIVISIONS, **kw):
@@ -167,7 +167,7 @@ def make_room():
 
 
 @pytest.fixture
-def make_hourly_room():
+def make_hourly_room(app):
     """A court let by the hour, 09:00–21:00, 1 to 3 hours, ¥1,000/h weekdays, ¥1,500/h holidays."""
 
     def make(name="テニスコート", **kw):

@@ -1,0 +1,156 @@
+"""The booking core: states, holds, and the overlap rule held by the database itself."""
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from reservations.extensions import db
+from reservations.models import AuditEntry, Booking, BookingState, IllegalTransition
+from reservations.services import booking as booking_service
+from reservations.services.availability import FREE, FULL, PARTLY, day_availability
+from reservations.services.errors import BookingError
+from reservations.services.rules import division_slot
+
+DAY = date(2027, 2, 10)  # a plain Wednesday
+NOW = datetime(2027, 1, 10, 3, 0, tzinfo=UTC)  # inside the window for DAY
+
+
+def hold(user, room, codes=("MORNING",), now=NOW):
+    booking = booking_service.place_hold(user, room, division_slot(room, DAY, list(codes)), now=now)
+    db.session.commit()
+    return booking
+
+
+def test_a_hold_expires_after_the_configured_minutes_and_is_confirmable(room, resident):
+    booking = hold(resident, room)
+    assert booking.state == BookingState.HELD
+    assert booking.hold_expires_at == NOW + timedelta(minutes=10)
+    booking_service.confirm(booking, actor_id=resident.id)
+    db.session.commit()
+    assert booking.state == BookingState.CONFIRMED
+    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.subject_id == booking.id)).all()
+    assert actions == ["held", "held->confirmed"]
+
+
+def test_illegal_transitions_raise_and_change_nothing(room, resident):
+    booking = hold(resident, room)
+    booking.transition(BookingState.CANCELLED)
+    db.session.commit()
+    for target in (BookingState.CONFIRMED, BookingState.HELD, BookingState.NO_SHOW, BookingState.COMPLETED):
+        with pytest.raises(IllegalTransition):
+            booking.transition(target)
+    assert booking.state == BookingState.CANCELLED
+
+
+def test_confirming_twice_is_a_no_op(room, resident):
+    booking = hold(resident, room)
+    booking_service.confirm(booking)
+    booking_service.confirm(booking)
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(AuditEntry)) == 2
+
+
+def test_an_overlapping_hold_is_refused_with_a_clear_code(room, make_user):
+    hold(make_user(), room, ("MORNING", "AFTERNOON"))
+    with pytest.raises(BookingError) as err:
+        hold(make_user(), room, ("AFTERNOON",))
+    assert err.value.code == "slot_taken"
+    hold(make_user(), room, ("EVENING",))  # the next division is free
+
+
+def test_an_expired_hold_blocks_nobody_even_if_no_job_ran(room, make_user):
+    first = hold(make_user(), room)
+    later = NOW + timedelta(minutes=10)  # the very instant it expires
+    assert day_availability(room, DAY, now=later).units[0].status == "free"
+    second = hold(make_user(), room, now=later)
+    db.session.refresh(first)
+    assert first.state == BookingState.EXPIRED
+    assert second.state == BookingState.HELD
+
+
+def test_a_live_hold_blocks_until_its_expiry(room, make_user):
+    hold(make_user(), room)
+    just_before = NOW + timedelta(minutes=10) - timedelta(seconds=1)
+    assert day_availability(room, DAY, now=just_before).mark == PARTLY
+    with pytest.raises(BookingError):
+        hold(make_user(), room, now=just_before)
+
+
+def test_day_marks(room, make_user):
+    assert day_availability(room, DAY, now=NOW).mark == FREE
+    hold(make_user(), room, ("MORNING", "AFTERNOON", "EVENING"))
+    assert day_availability(room, DAY, now=NOW).mark == FULL
+
+
+def test_cap_on_active_bookings(app, room, resident):
+    app.config["MAX_ACTIVE_BOOKINGS"] = 2
+    hold(resident, room, ("MORNING",))
+    hold(resident, room, ("AFTERNOON",))
+    with pytest.raises(BookingError) as err:
+        hold(resident, room, ("EVENING",))
+    assert err.value.code == "too_many"
+    # Expired holds no longer count.
+    hold(resident, room, ("EVENING",), now=NOW + timedelta(minutes=11))
+
+
+def test_resident_cancels_free_until_the_deadline(room, resident):
+    booking = hold(resident, room)
+    booking_service.confirm(booking)
+    deadline = booking_service.cancellation_deadline(booking)
+    with pytest.raises(BookingError) as err:
+        booking_service.cancel_by_resident(booking, resident, now=deadline + timedelta(minutes=1))
+    assert err.value.code == "cancel_deadline"
+    booking_service.cancel_by_resident(booking, resident, now=deadline)
+    db.session.commit()
+    assert booking.state == BookingState.CANCELLED
+    with pytest.raises(BookingError) as err:
+        booking_service.cancel_by_resident(booking, resident, now=NOW)
+    assert err.value.code == "not_cancellable"
+
+
+def test_expire_holds_job_retires_only_expired_holds(room, make_user):
+    old = hold(make_user(), room, ("MORNING",))
+    fresh = hold(make_user(), room, ("EVENING",), now=NOW + timedelta(minutes=5))
+    assert booking_service.expire_holds(now=NOW + timedelta(minutes=10)) == 1
+    db.session.commit()
+    assert (old.state, fresh.state) == (BookingState.EXPIRED, BookingState.HELD)
+
+
+def _raw_booking(user, room, start, end, state=BookingState.CONFIRMED, price=1000):
+    return Booking(user_id=user.id, room_id=room.id, start_at=start, end_at=end, state=state,
+                   hold_expires_at=NOW + timedelta(minutes=10), price=price, residency="resident")
+
+
+def test_the_database_refuses_overlapping_active_bookings_without_python_checks(room, make_user):
+    start = datetime(2027, 2, 10, 0, 0, tzinfo=UTC)
+    db.session.add(_raw_booking(make_user(), room, start, start + timedelta(hours=3)))
+    db.session.commit()
+    db.session.add(_raw_booking(make_user(), room, start + timedelta(hours=2), start + timedelta(hours=4)))
+    with pytest.raises(IntegrityError) as err:
+        db.session.flush()
+    assert booking_service._is_lost_race(err.value)  # reaches the resident as "slot taken"
+    db.session.rollback()
+    # Touching ranges do not overlap ([start, end)), and inactive rows never block.
+    db.session.add(_raw_booking(make_user(), room, start + timedelta(hours=3), start + timedelta(hours=4)))
+    db.session.add(_raw_booking(make_user(), room, start, start + timedelta(hours=1), state=BookingState.CANCELLED))
+    db.session.commit()
+
+
+def test_the_database_refuses_reactivating_into_an_overlap(room, make_user):
+    start = datetime(2027, 2, 10, 0, 0, tzinfo=UTC)
+    cancelled = _raw_booking(make_user(), room, start, start + timedelta(hours=3), state=BookingState.CANCELLED)
+    db.session.add_all([cancelled, _raw_booking(make_user(), room, start, start + timedelta(hours=3))])
+    db.session.commit()
+    cancelled.state = BookingState.HELD
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_the_database_refuses_negative_prices(room, resident):
+    start = datetime(2027, 2, 10, 0, 0, tzinfo=UTC)
+    db.session.add(_raw_booking(resident, room, start, start + timedelta(hours=1), price=-1))
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
