@@ -48,3 +48,21 @@ class Config:
 
     # Who issues receipts and runs the facilities; shown on pages and receipts.
     ISSUER_NAME = os.environ.get("ISSUER_NAME", "中央区 施設予約（デモ）")
+
+    # Payments. The local default is localstripe on loopback (`make run` starts it);
+    # production sets real keys and STRIPE_API_BASE="" to talk to Stripe itself.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "sk_test_localstripe")
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:8420")
+    STRIPE_JS_URL = os.environ.get(
+        "STRIPE_JS_URL", f"{STRIPE_API_BASE}/js.stripe.com/v3/" if STRIPE_API_BASE else "https://js.stripe.com/v3/"
+    )
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_localstripe")
+    # Parameters localstripe rejects (description, 3-D Secure options, refund reason) go only to real Stripe.
+    STRIPE_LIVE_PARAMS = not STRIPE_API_BASE
+    # Authorise when the hold is made, capture when the booking is confirmed (see README).
+    PAYMENT_CAPTURE_METHOD = os.environ.get("PAYMENT_CAPTURE_METHOD", "manual")
+    PAYMENTS_ENABLED = os.environ.get("PAYMENTS_ENABLED", "1") == "1"
+
+    # Where residents reach the site; used for links in mail sent outside a request (jobs, webhooks).
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")

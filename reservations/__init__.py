@@ -31,6 +31,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     views.register(app)
     cli.register(app)
+    from .jobs import jobs_cli
+
+    app.cli.add_command(jobs_cli)
     filters.register(app)
     return app
 

@@ -10,10 +10,12 @@ def register(app) -> None:
     from .account import bp as account_bp
     from .bookings import bp as bookings_bp
     from .public import bp as public_bp
+    from .webhooks import bp as webhooks_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(bookings_bp)
+    app.register_blueprint(webhooks_bp)
 
     @app.post("/lang/<code>")
     def set_language(code: str):

@@ -7,11 +7,16 @@ parallel never share a schema.
 """
 import os
 import re
+import socket
+import subprocess
+import sys
+import threading
 import uuid
 from datetime import date, time
 
 import psycopg
 import pytest
+import requests
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -80,6 +85,7 @@ def app_config(tmp_path) -> dict:
         "MAIL_OUTBOX_DIR": str(tmp_path / "outbox"),
         "MAX_ACTIVE_BOOKINGS": 5,
         "HOLD_MINUTES": 10,
+        "PAYMENTS_ENABLED": False,  # the payment tests switch it on, with localstripe
     }
 
 
@@ -205,3 +211,70 @@ def login_as(client):
         return user
 
     return login
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalStripe:
+    """localstripe on loopback, one per test session, emptied before each test that uses it."""
+
+    webhook_secret = "whsec_test_localstripe"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.config = {
+            "PAYMENTS_ENABLED": True,
+            "STRIPE_API_BASE": url,
+            "STRIPE_JS_URL": f"{url}/js.stripe.com/v3/",
+            "STRIPE_SECRET_KEY": "sk_test_localstripe",
+            "STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe",
+            "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
+            "STRIPE_LIVE_PARAMS": False,
+        }
+
+    def reset(self) -> None:
+        requests.delete(f"{self.url}/_config/data", timeout=5).raise_for_status()
+
+    def register_webhook(self, target_url: str, name: str = "app") -> None:
+        requests.post(f"{self.url}/_config/webhooks/{name}",
+                      data={"url": target_url, "secret": self.webhook_secret}, timeout=5).raise_for_status()
+
+    def card_token(self, number: str = "4242424242424242") -> str:
+        """What Stripe.js's createToken does in the browser."""
+        response = requests.post(f"{self.url}/v1/tokens", timeout=5, data={
+            "card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2030", "card[cvc]": "123",
+            "key": "pk_test_localstripe"})
+        response.raise_for_status()
+        return response.json()["id"]
+
+
+@pytest.fixture(scope="session")
+def localstripe_server():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reservations.payments.localstripe_server", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    # The server prints "Running on ..." once it listens; read up to that line, then keep draining.
+    for line in proc.stdout:
+        if "Running on" in line:
+            break
+    else:
+        pytest.fail("localstripe did not start", pytrace=False)
+    drain = threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True)
+    drain.start()
+    yield LocalStripe(f"http://127.0.0.1:{port}")
+    proc.terminate()
+    proc.wait(timeout=10)
+    drain.join(timeout=10)
+    proc.stdout.close()
+
+
+@pytest.fixture
+def localstripe(localstripe_server):
+    localstripe_server.reset()
+    return localstripe_server

@@ -116,3 +116,10 @@ def cancel(booking_id: int):
     db.session.commit()
     flash(_("Your booking has been cancelled."), "success")
     return redirect(url_for(".detail", booking_id=booking_id))
+
+
+@bp.get("/bookings/<int:booking_id>/receipt")
+@login_required
+def receipt(booking_id: int):
+    """Placeholder until the payment pages land."""
+    abort(404)

@@ -2,10 +2,23 @@
 from .audit import AuditEntry, record
 from .booking import ACTIVE_STATES, Booking, BookingState, IllegalTransition
 from .facility import Building, Closure, ClosureKind, Division, Letting, Room, RoomEquipment, RoomKind
+from .payment import (
+    AttentionCase,
+    LedgerEntry,
+    Payment,
+    PaymentState,
+    PaymentStateError,
+    ProviderObject,
+    Receipt,
+    Refund,
+    RefundState,
+    WebhookEvent,
+)
 from .user import Residency, Role, User
 
 __all__ = [
-    "ACTIVE_STATES", "AuditEntry", "Booking", "BookingState", "Building", "Closure", "ClosureKind",
+    "ACTIVE_STATES", "AttentionCase", "AuditEntry", "LedgerEntry", "Payment", "PaymentState",
+    "PaymentStateError", "ProviderObject", "Receipt", "Refund", "RefundState", "WebhookEvent", "Booking", "BookingState", "Building", "Closure", "ClosureKind",
     "Division", "IllegalTransition", "Letting", "Residency", "Role", "Room", "RoomEquipment",
     "RoomKind", "User", "record",
 ]

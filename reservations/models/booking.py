@@ -31,7 +31,8 @@ TRANSITIONS: dict[BookingState, frozenset[BookingState]] = {
     BookingState.HELD: frozenset({BookingState.CONFIRMED, BookingState.CANCELLED, BookingState.EXPIRED}),
     BookingState.CONFIRMED: frozenset({BookingState.CANCELLED, BookingState.COMPLETED, BookingState.NO_SHOW}),
     BookingState.CANCELLED: frozenset(),
-    BookingState.EXPIRED: frozenset(),
+    # A payment that arrives after its hold ran out still confirms, if the slot is free.
+    BookingState.EXPIRED: frozenset({BookingState.CONFIRMED}),
     BookingState.COMPLETED: frozenset(),
     BookingState.NO_SHOW: frozenset(),
 }

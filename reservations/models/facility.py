@@ -2,7 +2,7 @@ import enum
 from datetime import date, time
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Numeric, String, Text, Time, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Numeric, String, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -25,6 +25,9 @@ class Letting(enum.StrEnum):
 
     DIVISION = "division"
     HOURLY = "hourly"
+
+
+DEFAULT_REFUND_POLICY = ({"days_before": 7, "percent": 100}, {"days_before": 2, "percent": 50})
 
 
 class Building(db.Model):
@@ -90,6 +93,9 @@ class Room(db.Model):
     window_open_time: Mapped[time] = mapped_column(Time, default=time(9, 0))
     close_hours_before: Mapped[int] = mapped_column(default=24)
     closes_year_end: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Refund on cancellation by the resident: the first tier whose cut-off
+    # (start minus days_before days) has not passed gives the percentage; none, nothing.
+    refund_policy: Mapped[list] = mapped_column(JSON, default=lambda: list(DEFAULT_REFUND_POLICY))
 
     building: Mapped[Building] = relationship(back_populates="rooms")
     divisions: Mapped[list["Division"]] = relationship(

@@ -135,9 +135,15 @@ def confirm(booking: Booking, *, actor_id: int | None = None, reason: str = "") 
 
 
 def reserve(user: User, room: Room, slot: Slot, **kwargs) -> Booking:
-    """Hold the slot and, while no payment is taken online, confirm it at once."""
+    """Hold the slot; a free booking (or one where online payment is off) is confirmed at once,
+    any other waits for its payment (services.checkout)."""
     booking = place_hold(user, room, slot, **kwargs)
-    confirm(booking, actor_id=user.id, reason="no payment required")
+    if booking.price == 0 or not current_app.config["PAYMENTS_ENABLED"]:
+        confirm(booking, actor_id=user.id, reason="free" if booking.price == 0 else "no online payment")
+    else:
+        from .checkout import start_checkout
+
+        start_checkout(booking)
     return booking
 
 

@@ -16,6 +16,14 @@ MESSAGES = {
     "price_changed": _l("The price has changed. Please check the new price and try again."),
     "cancel_deadline": _l("The cancellation deadline has passed. Please contact the facility."),
     "not_cancellable": _l("This booking cannot be cancelled."),
+    "payment_unavailable": _l(
+        "The payment service cannot be reached right now. Nothing was charged; please try again in a moment."
+    ),
+    "card_declined": _l("Your card was declined. Nothing was charged and the slot was released."),
+    "authentication_failed": _l("The card authentication (3-D Secure) failed. Nothing was charged."),
+    "hold_expired": _l("Your hold on this slot has run out. Nothing was charged; please book again."),
+    "over_refund": _l("A refund cannot exceed what was paid."),
+    "payment_failed": _l("The payment did not go through. Nothing was charged."),
 }
 
 

@@ -1,0 +1,69 @@
+"""Receipts (領収書): numbered consecutively within the fiscal year, printable and mailed."""
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import partial
+
+from flask import current_app, render_template
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from icalendar import Calendar, Event
+from sqlalchemy import func, select, text
+
+from ..aftercommit import after_commit
+from ..extensions import db
+from ..links import external_url
+from ..mail import send_mail
+from ..models import Booking, Receipt
+from ..timeutil import business_date, now_utc
+
+RECEIPT_LOCK_NAMESPACE = 4202
+
+
+def fiscal_year(day: date) -> int:
+    """Japan's fiscal year starts on 1 April: 31 March 2027 is FY2026."""
+    return day.year if day.month >= 4 else day.year - 1
+
+
+def issue_receipt(booking: Booking, *, now: datetime | None = None) -> Receipt:
+    """The booking's receipt, issued once; the next serial of the fiscal year."""
+    existing = db.session.scalar(select(Receipt).where(Receipt.booking_id == booking.id))
+    if existing:
+        return existing
+    now = now or now_utc()
+    fy = fiscal_year(business_date(now))
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:ns, :fy)"), {"ns": RECEIPT_LOCK_NAMESPACE, "fy": fy})
+    serial = (db.session.scalar(select(func.max(Receipt.serial)).where(Receipt.fiscal_year == fy)) or 0) + 1
+    receipt = Receipt(booking_id=booking.id, fiscal_year=fy, serial=serial, issued_at=now,
+                      payer_name=booking.user.name, amount=booking.price,
+                      issuer=current_app.config["ISSUER_NAME"])
+    db.session.add(receipt)
+    db.session.flush()
+    after_commit(receipt_mail(receipt))
+    return receipt
+
+
+def booking_ics(booking: Booking) -> bytes:
+    cal = Calendar()
+    cal.add("prodid", "-//reservations//facility booking//JA")
+    cal.add("version", "2.0")
+    event = Event()
+    event.add("uid", f"booking-{booking.id}@reservations")
+    event.add("summary", f"{booking.room.building.name} {booking.room.name}")
+    event.add("dtstart", booking.start_at)
+    event.add("dtend", booking.end_at)
+    event.add("dtstamp", now_utc())
+    event.add("location", booking.room.building.address or booking.room.building.name)
+    cal.add_component(event)
+    return cal.to_ical()
+
+
+def receipt_mail(receipt: Receipt) -> Callable[[], object]:
+    """The receipt mail with the booking's .ics, rendered now and sent when called."""
+    booking = receipt.booking
+    with force_locale(booking.user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
+        subject = _("Receipt %(number)s: your booking is confirmed", number=receipt.number)
+        body = render_template("bookings/receipt_mail.txt", receipt=receipt, booking=booking,
+                               receipt_url=external_url("bookings.receipt", booking_id=booking.id))
+    attachments = [(f"booking-{booking.id}.ics", booking_ics(booking), "text/calendar")]
+    return partial(send_mail, booking.user.email, subject, body, attachments=attachments)

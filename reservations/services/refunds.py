@@ -1,0 +1,112 @@
+"""Refunds: by the room's policy when a resident cancels, in full when a late payment lost its slot.
+
+A refund is recorded (pending, and counted against what may still be refunded)
+and committed before the provider is asked, then marked succeeded. A crash in
+between leaves a pending refund that `retry_pending_refunds` sends again with
+the same idempotency key, so money is never refunded twice nor lost from view.
+"""
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, User, record
+from ..payments import GatewayError, get_gateway
+from ..timeutil import now_utc
+from .errors import BookingError
+
+
+def refund_percent(booking: Booking, now: datetime) -> int:
+    """The percentage the room's policy gives back if cancelled at `now`.
+
+    Tiers are (days_before, percent): a tier applies until exactly
+    start − days_before days, to the minute, in Tokyo (Japan has no DST, so a
+    day is always 24 hours).
+    """
+    if now >= booking.start_at:
+        return 0
+    best = 0
+    for tier in booking.room.refund_policy:
+        if now <= booking.start_at - timedelta(days=tier["days_before"]):
+            best = max(best, tier["percent"])
+    return best
+
+
+def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None = None) -> Refund:
+    """Record a refund of `amount` yen and ask the provider for it.
+
+    Refuses more than what was captured and not yet refunded: localstripe
+    would accept it, and so, for some errors, would a person.
+    """
+    if amount <= 0 or amount > payment.refundable:
+        raise BookingError("over_refund", refundable=payment.refundable)
+    item = Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount, reason=reason)
+    payment.refunded_amount += amount
+    db.session.add(item)
+    db.session.flush()
+    record("payment", payment.id, "refund requested", actor_id=actor_id, amount=amount, refund_id=item.id,
+           reason=reason)
+    # Durable before the provider moves money (see the module docstring).
+    db.session.commit()
+    send_refund(item)
+    return item
+
+
+def send_refund(item: Refund) -> None:
+    """Ask the provider for a recorded refund; on failure it stays pending for the retry job."""
+    payment = item.payment
+    try:
+        view = get_gateway().refund(payment.intent_id, item.amount, refund_id=item.id, reason=item.reason)
+    except GatewayError:
+        return
+    item.provider_refund_id = view.id
+    item.state = RefundState.SUCCEEDED if view.status in ("succeeded", "pending") else RefundState.FAILED
+    if item.state == RefundState.FAILED:
+        payment.refunded_amount -= item.amount
+    else:
+        from .checkout import _map
+
+        _map(view.id, "refund", payment)
+        db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=item.amount, reference=view.id))
+    record("payment", payment.id, f"refund {item.state}", refund_id=item.id, provider_refund_id=view.id)
+
+
+def retry_pending_refunds(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=1)) -> int:
+    now = now or now_utc()
+    pending = db.session.scalars(
+        select(Refund).where(Refund.state == RefundState.PENDING, Refund.created_at <= now - older_than)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for item in pending:
+        send_refund(item)
+    db.session.commit()
+    return len(pending)
+
+
+def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None) -> Refund | None:
+    """A resident cancels their own booking; the refund follows the room's policy."""
+    from .checkout import _lock
+
+    now = now or now_utc()
+    if booking.user_id != user.id or booking.state not in (BookingState.HELD, BookingState.CONFIRMED):
+        raise BookingError("not_cancellable")
+    if now >= booking.start_at:
+        raise BookingError("cancel_deadline")
+    payment = _lock(booking.payment) if booking.payment else None
+    if booking.state == BookingState.HELD:
+        from .checkout import _release
+
+        if payment:
+            _release(payment, booking, reason="cancelled by the resident before paying",
+                     state=PaymentState.CANCELED, now=now)
+        else:
+            booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")
+        return None
+    percent = refund_percent(booking, now)
+    booking.transition(BookingState.CANCELLED, actor_id=user.id, reason=f"cancelled by the resident ({percent}%)")
+    if payment and payment.state == PaymentState.CAPTURED and percent:
+        amount = payment.captured_amount * percent // 100
+        amount = min(amount, payment.refundable)
+        if amount:
+            return refund(payment, amount, reason="policy", actor_id=user.id)
+    return None

@@ -1,0 +1,62 @@
+"""Provider events: stored once, then acted on from the provider's current state."""
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Payment, ProviderObject, Refund, WebhookEvent
+from ..payments import WebhookEventView, get_gateway
+from .checkout import payment_for_intent, settle
+
+HANDLED = {
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.amount_capturable_updated",
+    "charge.refunded",
+}
+
+
+def handle_event(event: WebhookEventView) -> str:
+    """Record the event id (a duplicate is a no-op) and act on it; returns what happened.
+
+    Events may arrive late, twice or out of order: we never trust the event's
+    copy of the object and re-fetch it, so order does not matter.
+    """
+    db.session.add(WebhookEvent(id=event.id, type=event.type, payload=event.payload))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return "duplicate"
+    if event.type not in HANDLED:
+        return "ignored"
+    if event.type.startswith("payment_intent."):
+        payment = payment_for_intent(event.object_id)
+        return settle(payment) if payment else "unknown payment"
+    return _sync_refunds(event.object_id)
+
+
+def _sync_refunds(charge_id: str) -> str:
+    """A refund made at the provider (e.g. from its dashboard) is recorded here too."""
+    mapped = db.session.get(ProviderObject, charge_id)
+    if mapped is None:
+        return "unknown payment"
+    payment = db.session.get(Payment, mapped.payment_id, with_for_update=True, populate_existing=True)
+    known = set(db.session.scalars(select(Refund.provider_refund_id).where(Refund.payment_id == payment.id)))
+    added = 0
+    for view in get_gateway().list_refunds(charge_id):
+        if view.id in known or view.status not in ("succeeded", "pending"):
+            continue
+        amount = min(view.amount, payment.refundable)
+        if amount <= 0:
+            continue
+        from ..models import LedgerEntry, RefundState, record
+
+        db.session.add(Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount,
+                              reason="provider", state=RefundState.SUCCEEDED, provider_refund_id=view.id))
+        payment.refunded_amount += amount
+        db.session.add(ProviderObject(provider_id=view.id, kind="refund", payment_id=payment.id))
+        db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=amount, reference=view.id))
+        record("payment", payment.id, "refund recorded from the provider", amount=amount, provider_refund_id=view.id)
+        added += 1
+    return f"{added} refunds recorded"
