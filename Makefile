@@ -4,6 +4,9 @@ BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
+STRIPE_PORT ?= 8420
+export STRIPE_API_BASE ?= http://$(HOST):$(STRIPE_PORT)
+export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: run test install translations lint clean
 
@@ -18,20 +21,27 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 install: $(VENV)/.installed
 
 translations: install
-	$(BIN)/pybabel compile -q -d reservations/translations
+	$(BIN)/pybabel --quiet compile -d reservations/translations
 
-# Serve the seeded demo on SQLite at http://127.0.0.1:5000/
+# The seeded demo on SQLite at http://127.0.0.1:5000/, paying through localstripe
+# (a fake Stripe on 127.0.0.1:8420: card 4242 4242 4242 4242, any future date, any CVC),
+# with the job scheduler beside it. Ctrl-C stops all three.
 run: install translations
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/python -m reservations.payments.localstripe_server --host $(HOST) --port $(STRIPE_PORT) \
+	    --webhook-url $(PUBLIC_BASE_URL)/webhooks/stripe & \
+	$(BIN)/flask jobs run & \
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
-# The whole suite, on SQLite and PostgreSQL (TEST_PG_ADMIN_URL, default the local server).
+# The whole suite, on SQLite and PostgreSQL (TEST_PG_ADMIN_URL, default the local server),
+# browser tests included (Debian's chromium).
 test: install translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check reservations tests
+	$(BIN)/ruff check reservations tests bench
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

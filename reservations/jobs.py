@@ -5,8 +5,8 @@ reloader's child): only this command starts it. Each job is small,
 idempotent and safe to run in two processes at once (row locks with SKIP
 LOCKED), and APScheduler adds max_instances=1 and coalesce within a process.
 """
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 from apscheduler.schedulers.blocking import BlockingScheduler

@@ -17,6 +17,7 @@ from datetime import date, time
 import psycopg
 import pytest
 import requests
+from flask import g, request_started
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -102,7 +103,19 @@ def app(backend, database_urls, app_config):
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    """A test client whose every request gets its own `g`, as in production.
+
+    The `app` fixture keeps one app context open for the whole test and Flask
+    reuses it for each request, so `g` (where Flask-Babel caches the locale and
+    Flask-Login the user) would otherwise outlive the request that filled it.
+    """
+
+    def clear(sender, **extra):
+        g.__dict__.clear()
+
+    request_started.connect(clear, app)
+    yield app.test_client()
+    request_started.disconnect(clear, app)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from flask import g, request_started
 from sqlalchemy import func, select
 
 from reservations.extensions import db
@@ -17,23 +16,6 @@ from reservations.services.accounts import AccountError
 
 GENERIC_LOGIN_ERROR = "The email address or password is not correct."
 RESET_ANSWER = "If that address is registered, we have sent it a link to set a new password."
-
-
-@pytest.fixture(autouse=True)
-def fresh_g_per_request(app):
-    """Give every request its own `g`, as it has in production.
-
-    The `app` fixture keeps one app context open for the whole test and Flask
-    reuses it for each request, so `g` (where Flask-Babel caches the locale and
-    Flask-Login the user) would otherwise outlive the request that filled it.
-    """
-
-    def clear(sender, **extra):
-        g.__dict__.clear()
-
-    request_started.connect(clear, app)
-    yield
-    request_started.disconnect(clear, app)
 
 
 def signup_data(**overrides) -> dict:
