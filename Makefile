@@ -35,9 +35,18 @@ run: install translations
 	$(BIN)/flask jobs run & \
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic; \
+	else \
+	  echo "The browser tests need Debian's Chromium: sudo apt-get install chromium fonts-ipafont-gothic" >&2; exit 1; \
+	fi
+
 # The whole suite, on SQLite and PostgreSQL (TEST_PG_ADMIN_URL, default the local server),
-# browser tests included (Debian's chromium).
-test: install translations
+# browser tests included.
+test: install translations $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
