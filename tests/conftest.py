@@ -123,6 +123,12 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@pytest.fixture
+def english(client):
+    """Messages are asserted in English, whatever the Japanese catalog says."""
+    client.post("/lang/en")
+
+
 class AuthActions:
     def __init__(self, client):
         self._client = client

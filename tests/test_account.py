@@ -86,7 +86,7 @@ def test_signup_stores_the_email_lowercased_and_folds_full_width_input(client):
     assert user.phone == "03-1234-5678"
 
 
-def test_signup_refuses_an_email_already_registered_in_another_case(client, resident):
+def test_signup_refuses_an_email_already_registered_in_another_case(english, client, resident):
     response = client.post("/account/signup", data=signup_data(email="Resident@EXAMPLE.com"))
 
     assert response.status_code == 422
@@ -107,7 +107,7 @@ def test_signup_refuses_an_email_already_registered_in_another_case(client, resi
     ({"name": "山" * 101}, "Use at most 100 characters."),
 ], ids=["short-password", "mismatch", "invalid-email", "no-email", "no-residency", "bad-residency", "no-name",
         "bad-phone", "long-name"])
-def test_signup_with_a_mistake_explains_it_and_creates_nothing(client, overrides, message):
+def test_signup_with_a_mistake_explains_it_and_creates_nothing(english, client, overrides, message):
     response = client.post("/account/signup", data=signup_data(**overrides))
 
     assert response.status_code == 422
@@ -116,7 +116,7 @@ def test_signup_with_a_mistake_explains_it_and_creates_nothing(client, overrides
     assert logged_in_user_id(client) is None
 
 
-def test_signup_page_binds_every_label_to_its_input(client):
+def test_signup_page_binds_every_label_to_its_input(english, client):
     page = text(client.get("/account/signup"))
 
     for field in ("name", "email", "password", "confirm", "residency", "phone"):
@@ -171,7 +171,7 @@ def test_login_ignores_the_case_of_the_email(client, auth, resident):
     ("resident@example.com", "wrong horse"),
     ("nobody@example.com", "correct horse"),
 ], ids=["wrong-password", "unknown-email"])
-def test_a_failed_login_says_the_same_whichever_part_was_wrong(client, auth, resident, email, password):
+def test_a_failed_login_says_the_same_whichever_part_was_wrong(english, client, auth, resident, email, password):
     response = auth.login(email=email, password=password)
 
     assert response.status_code == 422
@@ -272,17 +272,17 @@ class TestWithCsrfProtection:
 
 # --- password reset ----------------------------------------------------------------------------
 
-def test_asking_for_a_reset_mails_a_link_to_the_registered_address(app, client, resident):
+def test_asking_for_a_reset_mails_a_link_to_the_registered_address(english, app, client, resident):
     response = client.post("/account/reset", data={"email": "Resident@example.com"}, follow_redirects=True)
 
     assert RESET_ANSWER in text(response)
     [message] = outbox(app)
     assert message["To"] == "resident@example.com"
-    assert message["Subject"] == "Set a new password"
+    assert message["Subject"] == "パスワード再設定"  # in the user's language (Japanese by default), not the page's
     assert reset_link(message).startswith("/account/reset/")
 
 
-def test_an_unknown_address_gets_the_same_answer_and_no_mail(app, client, resident):
+def test_an_unknown_address_gets_the_same_answer_and_no_mail(english, app, client, resident):
     known = client.post("/account/reset", data={"email": "resident@example.com"})
     known_page = text(client.get(known.headers["Location"]))
     for f in Path(app.config["MAIL_OUTBOX_DIR"]).glob("*.eml"):
@@ -297,7 +297,7 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(app, client, reside
     assert outbox(app) == []
 
 
-def test_a_mail_failure_does_not_change_the_answer(app, client, resident, monkeypatch):
+def test_a_mail_failure_does_not_change_the_answer(english, app, client, resident, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionRefusedError("smtp down")
 
@@ -309,7 +309,7 @@ def test_a_mail_failure_does_not_change_the_answer(app, client, resident, monkey
     assert RESET_ANSWER in text(response)
 
 
-def test_the_reset_link_sets_a_new_password_once(app, client, resident):
+def test_the_reset_link_sets_a_new_password_once(english, app, client, resident):
     client.post("/account/reset", data={"email": "resident@example.com"})
     link = reset_link(outbox(app)[0])
 
@@ -331,7 +331,7 @@ def test_the_reset_link_sets_a_new_password_once(app, client, resident):
     assert not can_log_in(client, "resident@example.com", "someone elses pass")
 
 
-def test_a_tampered_reset_link_is_refused(app, client, resident):
+def test_a_tampered_reset_link_is_refused(english, app, client, resident):
     client.post("/account/reset", data={"email": "resident@example.com"})
     link = reset_link(outbox(app)[0])
     tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
@@ -353,7 +353,7 @@ def test_a_reset_link_for_another_purpose_is_refused(app, client, resident):
     assert client.get(f"/account/reset/{forged}").status_code == 400
 
 
-def test_a_reset_link_works_until_its_max_age_and_not_a_second_longer(app, client, resident, monkeypatch):
+def test_a_reset_link_works_until_its_max_age_and_not_a_second_longer(english, app, client, resident, monkeypatch):
     issued = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
     max_age = app.config["PASSWORD_RESET_MAX_AGE"]
     clock = {"now": issued}
@@ -372,7 +372,7 @@ def test_a_reset_link_works_until_its_max_age_and_not_a_second_longer(app, clien
     assert can_log_in(client, "resident@example.com", "correct horse")
 
 
-def test_a_new_password_must_follow_the_rules(app, client, resident):
+def test_a_new_password_must_follow_the_rules(english, app, client, resident):
     client.post("/account/reset", data={"email": "resident@example.com"})
     link = reset_link(outbox(app)[0])
 
@@ -383,7 +383,7 @@ def test_a_new_password_must_follow_the_rules(app, client, resident):
     assert can_log_in(client, "resident@example.com", "correct horse")
 
 
-def test_asking_with_an_invalid_address_explains_it_and_sends_nothing(app, client):
+def test_asking_with_an_invalid_address_explains_it_and_sends_nothing(english, app, client):
     response = client.post("/account/reset", data={"email": "not an address"})
 
     assert response.status_code == 422

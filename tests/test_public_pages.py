@@ -40,12 +40,6 @@ def mark_on(html: str, day: date) -> str:
     return re.search(r'class="mark" aria-hidden="true">(.)</span>', calendar_cell(html, day)).group(1)
 
 
-@pytest.fixture
-def english(client):
-    """Messages are asserted in English, whatever the Japanese catalog says."""
-    client.post("/lang/en")
-
-
 # --- search ---------------------------------------------------------------
 
 
