@@ -1,7 +1,8 @@
-"""Jinja filters for money and Tokyo time."""
+"""Jinja filters for money, months and Tokyo time."""
 from datetime import datetime
 
-from flask_babel import format_date, format_datetime, format_time
+from babel.dates import format_skeleton
+from flask_babel import format_date, format_datetime, format_time, get_locale
 
 from .timeutil import local
 
@@ -18,8 +19,14 @@ def tokyo_time(dt: datetime) -> str:
     return format_time(local(dt), "HH:mm")
 
 
+def month_label(day) -> str:
+    """"2026年12月" in Japanese, "December 2026" in English."""
+    return format_skeleton("yMMMM", day, locale=get_locale())
+
+
 def register(app) -> None:
     app.add_template_filter(yen)
     app.add_template_filter(tokyo_datetime)
     app.add_template_filter(tokyo_time)
     app.add_template_filter(format_date, "date")
+    app.add_template_filter(month_label)
