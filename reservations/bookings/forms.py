@@ -1,9 +1,9 @@
-"""Forms of the booking flow: the slot asked for, the reserve button, the cancel button."""
+"""Forms of the booking flow: the slot asked for, the reserve button, the card token, the cancel button."""
 from datetime import timedelta
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, SelectMultipleField, TimeField
-from wtforms.validators import InputRequired, NumberRange, Optional
+from wtforms import DateField, IntegerField, SelectMultipleField, StringField, TimeField
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
 
 from ..models import Letting, Room
 from ..public.forms import today
@@ -67,3 +67,13 @@ class ReserveForm(SlotForm):
 
 class CancelForm(FlaskForm):
     """The cancel button: nothing but the CSRF token."""
+
+
+class PayForm(FlaskForm):
+    """The card, as a token Stripe.js made in the browser; posted as JSON by pay.js.
+
+    Build it with meta={"csrf": False}: the app-wide CSRFProtect has already
+    checked the X-CSRFToken header before the view runs.
+    """
+
+    token = StringField(validators=[InputRequired(), Length(max=255), Regexp(r"^tok_[A-Za-z0-9_]+$")])

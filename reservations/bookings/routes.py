@@ -1,19 +1,51 @@
-"""The booking flow: review a slot and its price, reserve it, see and cancel my bookings."""
-from flask import abort, flash, redirect, render_template, request, url_for
+"""The booking flow: review a slot and its price, reserve it, pay for it, see, print and cancel my bookings."""
+from datetime import datetime, timedelta
+
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
-from ..models import ACTIVE_STATES, Booking, Room
+from ..filters import yen
+from ..models import ACTIVE_STATES, Booking, BookingState, Payment, PaymentState, Receipt, RefundState, Room
+from ..payments import GatewayError, get_gateway
 from ..public.routes import MAX_ID, room_or_404
 from ..services import booking as booking_service
-from ..services import pricing, rules
+from ..services import checkout, pricing, refunds, rules
 from ..services.errors import BookingError
-from ..timeutil import now_utc
+from ..timeutil import business_date, now_utc
 from . import bp
-from .forms import CancelForm, ReserveForm, SlotForm
+from .forms import CancelForm, PayForm, ReserveForm, SlotForm
+
+PAYMENT_STATES = {
+    PaymentState.NEW: _l("Waiting for payment"),
+    PaymentState.PENDING: _l("Waiting for payment"),
+    PaymentState.AUTHORIZED: _l("Card authorised"),
+    PaymentState.CAPTURED: _l("Paid"),
+    PaymentState.FAILED: _l("Not paid: nothing was charged"),
+    PaymentState.CANCELED: _l("Not paid: nothing was charged"),
+}
+REFUND_STATES = {
+    RefundState.PENDING: _l("Being processed"),
+    RefundState.SUCCEEDED: _l("Refunded"),
+    RefundState.FAILED: _l("Failed"),
+}
+# What the payment endpoints answer for a domain error (never a 500).
+ERROR_STATUS = {"card_declined": 402, "authentication_failed": 402, "payment_failed": 402, "hold_expired": 409,
+                "payment_unavailable": 503}
+
+
+@bp.context_processor
+def payment_labels() -> dict:
+    return {
+        "payment_state_label": lambda code: str(PAYMENT_STATES.get(code, code)),
+        "refund_state_label": lambda code: str(REFUND_STATES.get(code, code)),
+        "error_message": lambda code: BookingError(code).message,
+    }
 
 
 def _back_to_room(room_id: int, form: SlotForm, error: BookingError) -> str:
@@ -31,24 +63,67 @@ def _own_booking_or_404(booking_id: int) -> Booking:
     return booking
 
 
+def _own_payment_or_404(booking_id: int) -> Payment:
+    payment = _own_booking_or_404(booking_id).payment
+    if payment is None:
+        abort(404)
+    return payment
+
+
+def _receipt_of(booking: Booking) -> Receipt | None:
+    return db.session.scalar(select(Receipt).where(Receipt.booking_id == booking.id))
+
+
+def _hold_is_live(booking: Booking, now: datetime) -> bool:
+    return booking.state == BookingState.HELD and booking.hold_expires_at > now
+
+
+def _refund_schedule(room: Room, start_at: datetime) -> list[tuple[datetime, int]]:
+    """The room's refund policy as (until, percent), earliest cut-off first (see refunds.refund_percent)."""
+    tiers = sorted(room.refund_policy or [], key=lambda tier: -tier["days_before"])
+    return [(start_at - timedelta(days=tier["days_before"]), tier["percent"]) for tier in tiers]
+
+
+def _refund_if_cancelled_now(booking: Booking, now: datetime) -> tuple[int, int] | None:
+    """(percent, yen) a cancellation at `now` gives back, for a paid booking; None when nothing was paid.
+
+    The same arithmetic as refunds.cancel_booking, which decides the real refund.
+    """
+    payment = booking.payment
+    if payment is None or payment.state != PaymentState.CAPTURED:
+        return None
+    percent = refunds.refund_percent(booking, now)
+    return percent, min(payment.captured_amount * percent // 100, payment.refundable)
+
+
+def _day_of(booking: Booking) -> str:
+    return url_for("public.room_day", room_id=booking.room_id, day=business_date(booking.start_at).isoformat(),
+                   _anchor="day")
+
+
 @bp.get("/rooms/<int:room_id>/book")
 @login_required
 def review(room_id: int):
     room = room_or_404(room_id)
     form = SlotForm(request.args, meta={"csrf": False})
+    now = now_utc()
     try:
         slot = form.build_slot(room)
-        rules.check_bookable(room, slot, now_utc())
+        rules.check_bookable(room, slot, now)
     except BookingError as exc:
         flash(exc.message, "error")
         return redirect(_back_to_room(room_id, form, exc))
     price = pricing.quote(room, slot, current_user.residency)
+    paid_online = price.total > 0 and current_app.config["PAYMENTS_ENABLED"]
     return render_template(
         "bookings/review.html",
         room=room,
         slot=slot,
         price=price,
-        deadline=rules.window_closes_at(room, slot.start_at),
+        paid_online=paid_online,
+        hold_minutes=current_app.config["HOLD_MINUTES"],
+        refund_schedule=_refund_schedule(room, slot.start_at) if paid_online else [],
+        now=now,
     )
 
 
@@ -71,8 +146,118 @@ def reserve(room_id: int):
             return redirect(url_for(".review", room_id=room_id, **form.query_args()))
         return redirect(_back_to_room(room_id, form, exc))
     db.session.commit()
+    if booking.state == BookingState.HELD:  # held for its payment
+        return redirect(url_for(".pay_page", booking_id=booking.id))
     flash(_("Your booking is confirmed."), "success")
     return redirect(url_for(".detail", booking_id=booking.id))
+
+
+# --- paying for a hold ----------------------------------------------------------
+
+
+@bp.get("/bookings/<int:booking_id>/pay")
+@login_required
+def pay_page(booking_id: int):
+    booking = _own_booking_or_404(booking_id)
+    payment = booking.payment
+    now = now_utc()
+    if payment is not None and payment.state == PaymentState.CAPTURED and _receipt_of(booking):
+        return redirect(url_for(".receipt", booking_id=booking.id))
+    if payment is None or not _hold_is_live(booking, now):
+        if booking.state in (BookingState.HELD, BookingState.EXPIRED):
+            flash(BookingError("hold_expired").message, "error")
+        return redirect(url_for(".detail", booking_id=booking.id))
+    # Locked like checkout.pay locks it, so two tabs never create two intents for one payment.
+    payment = db.session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
+    try:
+        checkout.ensure_intent(payment)
+    except BookingError as exc:
+        db.session.rollback()
+        return render_template("bookings/pay_unavailable.html", booking=booking, message=exc.message), 503
+    db.session.commit()
+    gateway = get_gateway()
+    return render_template("bookings/pay.html", booking=booking, payment=payment, now=now,
+                           js_url=gateway.js_url, publishable_key=gateway.publishable_key)
+
+
+def _payment_error(booking: Booking, message: str, status: int):
+    """The JSON pay.js shows in its alert region; `retry` says whether the card form may be used again."""
+    retry = _hold_is_live(booking, now_utc())
+    return jsonify(status="error", message=message, retry=retry, next=None if retry else _day_of(booking)), status
+
+
+def _outcome(booking: Booking, outcome: str, intent=None):
+    """The JSON answer for what checkout.pay or checkout.settle reported."""
+    if booking.state == BookingState.CANCELLED and outcome in ("confirmed", "cancelled"):
+        return _payment_error(booking, _("This booking has been cancelled."), 409)
+    if outcome == "confirmed":
+        flash(_("Thank you. Your booking is confirmed and paid."), "success")
+        return jsonify(status="confirmed", redirect=url_for(".receipt", booking_id=booking.id))
+    if outcome == "requires_action":
+        return jsonify(status="requires_action", client_secret=intent.client_secret)
+    if outcome == "refunded":
+        return _payment_error(booking, _("Your hold ran out and the slot was taken by someone else. "
+                                         "Your payment has been returned in full."), 409)
+    if outcome == "released":
+        code = "hold_expired" if booking.state == BookingState.EXPIRED else "authentication_failed"
+        return _payment_error(booking, BookingError(code).message, ERROR_STATUS[code])
+    # "waiting": the provider is still processing, or the card check was left unfinished.
+    if booking.payment.state in (PaymentState.NEW, PaymentState.PENDING) and _hold_is_live(booking, now_utc()):
+        return _payment_error(booking, _("The payment is not finished. Please pay again."), 409)
+    flash(_("Your payment is being processed. We will email you when the booking is confirmed."), "success")
+    return jsonify(status="waiting", redirect=url_for(".detail", booking_id=booking.id)), 202
+
+
+@bp.post("/bookings/<int:booking_id>/pay")
+@login_required
+def pay(booking_id: int):
+    payment = _own_payment_or_404(booking_id)
+    booking = payment.booking
+    data = request.get_json(silent=True)
+    form = PayForm(formdata=MultiDict(data if isinstance(data, dict) else {}), meta={"csrf": False})
+    if not form.validate():
+        return _payment_error(booking, _("Please enter your card details."), 400)
+    try:
+        outcome, intent = checkout.pay(payment, token=form.token.data)
+    except BookingError as exc:
+        # A declined card released the slot and recorded why: that is kept.
+        db.session.commit()
+        return _payment_error(booking, exc.message, ERROR_STATUS.get(exc.code, 400))
+    except GatewayError:
+        # e.g. the capture could not be sent: the provider keeps the authorisation, and the
+        # next attempt (or the webhook, or the expiry job) settles it from the provider's state.
+        db.session.rollback()
+        return _payment_error(booking, BookingError("payment_unavailable").message, 503)
+    db.session.commit()
+    return _outcome(booking, outcome, intent)
+
+
+@bp.post("/bookings/<int:booking_id>/pay/complete")
+@login_required
+def pay_complete(booking_id: int):
+    """After the 3-D Secure challenge: the provider's intent says how it went."""
+    payment = _own_payment_or_404(booking_id)
+    booking = payment.booking
+    try:
+        outcome = checkout.settle(payment)
+    except GatewayError:
+        db.session.rollback()
+        return _payment_error(booking, BookingError("payment_unavailable").message, 503)
+    db.session.commit()
+    return _outcome(booking, outcome)
+
+
+@bp.get("/bookings/<int:booking_id>/receipt")
+@login_required
+def receipt(booking_id: int):
+    booking = _own_booking_or_404(booking_id)
+    issued = _receipt_of(booking)
+    if issued is None:
+        abort(404)
+    return render_template("bookings/receipt.html", booking=booking, receipt=issued)
+
+
+# --- my bookings ------------------------------------------------------------------
 
 
 @bp.get("/bookings")
@@ -87,17 +272,26 @@ def mine():
     now = now_utc()
     upcoming = [b for b in bookings if b.state in ACTIVE_STATES and b.end_at > now]
     others = [b for b in reversed(bookings) if b not in upcoming]
-    return render_template("bookings/mine.html", upcoming=upcoming, others=others)
+    return render_template("bookings/mine.html", upcoming=upcoming, others=others, now=now)
 
 
 @bp.get("/bookings/<int:booking_id>")
 @login_required
 def detail(booking_id: int):
     booking = _own_booking_or_404(booking_id)
-    deadline = booking_service.cancellation_deadline(booking)
-    cancellable = booking.state in ACTIVE_STATES and now_utc() <= deadline
+    now = now_utc()
+    payment = booking.payment
     return render_template(
-        "bookings/detail.html", booking=booking, deadline=deadline, cancellable=cancellable, form=CancelForm()
+        "bookings/detail.html",
+        booking=booking,
+        payment=payment,
+        receipt=_receipt_of(booking),
+        hold_live=payment is not None and _hold_is_live(booking, now),
+        cancellable=booking.state in ACTIVE_STATES and now < booking.start_at,
+        refund_now=_refund_if_cancelled_now(booking, now),
+        refund_schedule=_refund_schedule(booking.room, booking.start_at),
+        now=now,
+        form=CancelForm(),
     )
 
 
@@ -108,18 +302,17 @@ def cancel(booking_id: int):
     if not CancelForm().validate_on_submit():
         abort(400)
     try:
-        booking_service.cancel_by_resident(booking, current_user._get_current_object())
+        refund = refunds.cancel_booking(booking, current_user._get_current_object())
     except BookingError as exc:
         db.session.rollback()
         flash(exc.message, "error")
         return redirect(url_for(".detail", booking_id=booking_id))
     db.session.commit()
-    flash(_("Your booking has been cancelled."), "success")
+    if refund is not None:
+        flash(_("Your booking has been cancelled. %(amount)s will be refunded to your card.",
+                amount=yen(refund.amount)), "success")
+    elif booking.payment is not None and booking.payment.state == PaymentState.CAPTURED:
+        flash(_("Your booking has been cancelled. Under the cancellation policy there is no refund."), "success")
+    else:
+        flash(_("Your booking has been cancelled."), "success")
     return redirect(url_for(".detail", booking_id=booking_id))
-
-
-@bp.get("/bookings/<int:booking_id>/receipt")
-@login_required
-def receipt(booking_id: int):
-    """Placeholder until the payment pages land."""
-    abort(404)
