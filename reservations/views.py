@@ -1,7 +1,7 @@
 """Blueprints, the language switch and error pages."""
 from urllib.parse import urlparse
 
-from flask import redirect, render_template, request, session, url_for
+from flask import jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -26,6 +26,8 @@ def register(app) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
         message = _("Your session expired or the form was tampered with. Please try again.")
+        if request.is_json:  # the payment page's fetch calls show this in their alert
+            return jsonify(status="error", message=message, retry=False), 400
         return render_template("error.html", message=message), 400
 
     @app.errorhandler(404)
