@@ -10,6 +10,7 @@ from reservations.models import AuditEntry, Booking, BookingState, IllegalTransi
 from reservations.services import booking as booking_service
 from reservations.services.availability import FREE, FULL, PARTLY, day_availability
 from reservations.services.errors import BookingError
+from reservations.services.refunds import cancel_booking
 from reservations.services.rules import division_slot
 
 DAY = date(2027, 2, 10)  # a plain Wednesday
@@ -94,18 +95,20 @@ def test_cap_on_active_bookings(app, room, resident):
     hold(resident, room, ("EVENING",), now=NOW + timedelta(minutes=11))
 
 
-def test_resident_cancels_free_until_the_deadline(room, resident):
+def test_a_resident_cancels_their_own_unpaid_booking_until_it_starts(room, resident, make_user):
     booking = hold(resident, room)
     booking_service.confirm(booking)
-    deadline = booking_service.cancellation_deadline(booking)
     with pytest.raises(BookingError) as err:
-        booking_service.cancel_by_resident(booking, resident, now=deadline + timedelta(minutes=1))
+        cancel_booking(booking, make_user(), now=NOW)  # someone else's booking
+    assert err.value.code == "not_cancellable"
+    with pytest.raises(BookingError) as err:
+        cancel_booking(booking, resident, now=booking.start_at)
     assert err.value.code == "cancel_deadline"
-    booking_service.cancel_by_resident(booking, resident, now=deadline)
+    assert cancel_booking(booking, resident, now=booking.start_at - timedelta(minutes=1)) is None  # nothing paid
     db.session.commit()
     assert booking.state == BookingState.CANCELLED
     with pytest.raises(BookingError) as err:
-        booking_service.cancel_by_resident(booking, resident, now=NOW)
+        cancel_booking(booking, resident, now=NOW)
     assert err.value.code == "not_cancellable"
 
 

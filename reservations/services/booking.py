@@ -15,7 +15,7 @@ from ..models import Booking, BookingState, Room, User, record
 from ..timeutil import now_utc
 from .errors import BookingError
 from .pricing import quote
-from .rules import Slot, check_bookable, window_closes_at
+from .rules import Slot, check_bookable
 
 # Namespace of our advisory locks (pg_advisory_xact_lock(namespace, room_id)).
 ROOM_LOCK_NAMESPACE = 4201
@@ -145,20 +145,6 @@ def reserve(user: User, room: Room, slot: Slot, **kwargs) -> Booking:
 
         start_checkout(booking)
     return booking
-
-
-def cancellation_deadline(booking: Booking) -> datetime:
-    return window_closes_at(booking.room, booking.start_at)
-
-
-def cancel_by_resident(booking: Booking, user: User, *, now: datetime | None = None) -> None:
-    """A resident cancels their own booking, free of charge until the deadline."""
-    now = now or now_utc()
-    if booking.state not in (BookingState.HELD, BookingState.CONFIRMED):
-        raise BookingError("not_cancellable")
-    if now > cancellation_deadline(booking):
-        raise BookingError("cancel_deadline")
-    booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")
 
 
 def expire_holds(*, now: datetime | None = None, batch: int = 200) -> int:
