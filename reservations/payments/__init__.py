@@ -47,6 +47,7 @@ class RefundView:
     id: str
     status: str
     amount: int
+    refund_id: int | None = None  # our Refund's id, when we asked for it (from the metadata we sent)
 
 
 @dataclass(frozen=True)

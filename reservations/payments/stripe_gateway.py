@@ -132,25 +132,40 @@ class StripeGateway:
         if self.live_params and reason == "slot_taken":
             params["reason"] = "requested_by_customer"
         re = self._call(self.client.v1.refunds.create, params, {"idempotency_key": f"refund-{refund_id}"})
-        return RefundView(id=re.id, status=re.status, amount=re.amount)
+        return self._refund_view(re)
 
     def retrieve_refund(self, refund_id: str) -> RefundView:
-        re = self._call(self.client.v1.refunds.retrieve, refund_id)
-        return RefundView(id=re.id, status=re.status, amount=re.amount)
+        return self._refund_view(self._call(self.client.v1.refunds.retrieve, refund_id))
 
     def list_refunds(self, charge_id: str) -> list[RefundView]:
         refunds = self._call(self.client.v1.refunds.list, {"charge": charge_id, "limit": 100})
-        return [RefundView(id=r.id, status=r.status, amount=r.amount) for r in refunds.data]
+        return [self._refund_view(r) for r in refunds.data]
+
+    @staticmethod
+    def _refund_view(re) -> RefundView:
+        ours = (re.metadata.to_dict() if re.metadata else {}).get("refund_id", "")
+        return RefundView(id=re.id, status=re.status, amount=re.amount,
+                          refund_id=int(ours) if ours.isdigit() else None)
 
     # -- webhooks --------------------------------------------------------------------------
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEventView:
         """Verify the signature and read the event; InvalidWebhook when it is not genuine."""
         try:
-            event = stripe.Webhook.construct_event(payload, signature, self.webhook_secret)
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, self.webhook_secret)
+            data = json.loads(payload)
         except (stripe.SignatureVerificationError, ValueError) as exc:
             raise InvalidWebhook(str(exc)) from exc
-        obj = event.data.object
-        return WebhookEventView(id=event.id, type=event.type, object_id=obj.id, object_type=obj.object,
-                                payload=json.loads(payload))
+        # A genuine signature does not make a well-formed event (a misconfigured
+        # sender, a replayed test body): anything without an id, a type and an
+        # object is refused like a forgery, not left to fail later as a 500.
+        try:
+            obj = data["data"]["object"]
+            view = WebhookEventView(id=data["id"], type=data["type"], object_id=obj["id"],
+                                    object_type=obj.get("object", ""), payload=data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidWebhook("not an event") from exc
+        if not all(isinstance(v, str) and 0 < len(v) <= 64 for v in (view.id, view.type, view.object_id)):
+            raise InvalidWebhook("not an event")  # our columns hold 64 characters
+        return view
 

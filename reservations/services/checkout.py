@@ -48,7 +48,15 @@ def _map(provider_id: str | None, kind: str, payment: Payment) -> None:
 
 
 def _lock(payment: Payment) -> Payment:
-    return db.session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
+    """Lock our payment row, then read it and its booking afresh.
+
+    The caller may have read them before another request (the webhook, the
+    job, a second click) changed them and let go of the lock; deciding on that
+    stale copy would confirm a booking already cancelled or expired.
+    """
+    payment = db.session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
+    db.session.get(Booking, payment.booking_id, populate_existing=True)
+    return payment
 
 
 def start_checkout(booking: Booking) -> Payment:
@@ -94,7 +102,11 @@ def pay(payment: Payment, *, token: str | None = None, payment_method: str | Non
     payment = _lock(payment)
     booking = payment.booking
     if payment.state == PaymentState.CAPTURED:
-        return "confirmed", None  # a double click: already paid, one charge
+        # A double click: already paid, one charge. settle says how it ended
+        # (confirmed, or returned after the slot was taken) without asking the provider.
+        return settle(payment, now=now), None
+    if not payment.intent_id and not booking.is_active(now):
+        raise BookingError("hold_expired")  # don't open an intent for a hold that is gone
     intent = ensure_intent(payment)
     if intent.status in PAID or intent.status == "processing":
         return settle(payment, now=now), intent
@@ -123,14 +135,20 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
     """The one confirm function: bring our records in line with the provider's intent.
 
     Returns "confirmed", "refunded" (paid after the slot was taken), "released"
-    (failed, abandoned or expired: nothing charged) or "waiting". Safe to call
-    any number of times, from anywhere, in any order.
+    (failed, abandoned or expired: nothing charged), "cancelled" (paid, then
+    cancelled by the resident) or "waiting". Safe to call any number of times,
+    from anywhere, in any order.
     """
     now = now or now_utc()
     payment = _lock(payment)
     booking = payment.booking
-    if payment.state == PaymentState.CAPTURED and booking.state == BookingState.CONFIRMED:
-        return "confirmed"
+    if payment.state == PaymentState.CAPTURED and booking.state != BookingState.HELD:
+        # Captured money was accounted for when it was captured: the booking was
+        # confirmed, or a late payment was refunded, and any cancellation since
+        # refunded by the policy. A webhook or a reloaded page arriving after
+        # that must not refund the rest, nor confirm a booking whose money went back.
+        return {BookingState.EXPIRED: "refunded", BookingState.CANCELLED: "cancelled"}.get(
+            BookingState(booking.state), "confirmed")
     expired = booking.state != BookingState.HELD or booking.hold_expires_at <= now
     if not payment.intent_id:
         if expired and booking.state == BookingState.HELD:
@@ -143,6 +161,8 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
         return _settle_paid(payment, booking, intent, now)
     if payment.state == PaymentState.CAPTURED:
         return "confirmed"  # a stale failure never overwrites a success
+    if payment.state in (PaymentState.FAILED, PaymentState.CANCELED) and booking.state != BookingState.HELD:
+        return "released"  # released before; a late failure event has nothing left to do
     if intent.status == "processing":
         return "waiting"
     failed = intent.status == "canceled" or (intent.status == "requires_payment_method" and intent.error_code)
@@ -156,17 +176,30 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
 
 
 def _slot_free_for(booking: Booking, now: datetime) -> bool:
-    _lock_room(booking.room_id)
-    other = db.session.scalar(
-        select(Booking.id).where(
-            overlapping(booking.room_id, booking.start_at, booking.end_at), active_clause(now), Booking.id != booking.id
-        ).limit(1)
-    )
-    return other is None
+    """Whether a late payment may still have its slot; if so, other holds that ran out are retired.
+
+    The database's overlap rule still counts a held row past its expiry, so
+    confirming over another resident's lapsed hold would be refused there.
+    The caller holds the room lock.
+    """
+    others = overlapping(booking.room_id, booking.start_at, booking.end_at), Booking.id != booking.id
+    if db.session.scalar(select(Booking.id).where(*others, active_clause(now)).limit(1)) is not None:
+        return False
+    lapsed = db.session.scalars(
+        select(Booking).where(*others, Booking.state == BookingState.HELD, Booking.hold_expires_at <= now)
+    ).all()
+    for other in lapsed:
+        other.transition(BookingState.EXPIRED, reason="retired by a late payment for the slot")
+    return True
 
 
 def _settle_paid(payment: Payment, booking: Booking, intent: IntentView, now: datetime) -> str:
     gateway = get_gateway()
+    # place_hold retires lapsed holds under the room lock, possibly while we
+    # asked the provider: take that lock and read the booking again, so a hold
+    # retired meanwhile is seen as late, and one we confirm is never retired.
+    _lock_room(booking.room_id)
+    db.session.get(Booking, booking.id, populate_existing=True)
     ours = booking.state == BookingState.CONFIRMED or (
         booking.state == BookingState.HELD and booking.hold_expires_at > now
     )
@@ -196,17 +229,21 @@ def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView,
     """The money came after the slot went to someone else: give it all back."""
     from .refunds import refund
 
-    if intent.status == "requires_capture":
+    captured = intent.status != "requires_capture"
+    if captured:
+        _record_capture(payment, intent)
+    else:
         get_gateway().cancel(intent.id, payment_id=payment.id)  # releasing an authorisation costs nothing
         payment.transition(PaymentState.CANCELED, reason="authorised after the slot was taken; released")
-    else:
-        _record_capture(payment, intent)
-        if payment.refundable:
-            refund(payment, payment.refundable, reason="slot_taken")
     if booking.state == BookingState.HELD:
         booking.transition(BookingState.EXPIRED, reason="paid after the hold ran out; slot taken")
     db.session.add(AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken",
                                  detail=f"intent {intent.id}: {intent.amount} yen returned to the resident"))
+    # Last, because refund() commits before it asks the provider: the capture,
+    # the expired booking and the staff case become durable with the pending
+    # refund, never a captured payment on a booking still held.
+    if captured and payment.refundable:
+        refund(payment, payment.refundable, reason="slot_taken")
     after_commit(_late_payment_mail(booking))
     return "refunded"
 

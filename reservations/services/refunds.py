@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, User, record
-from ..payments import GatewayError, get_gateway
+from ..payments import GatewayError, RefundView, get_gateway
 from ..timeutil import now_utc
 from .errors import BookingError
 
@@ -38,6 +38,12 @@ def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None =
     Refuses more than what was captured and not yet refunded: localstripe
     would accept it, and so, for some errors, would a person.
     """
+    from .checkout import _lock
+
+    # Checked and counted under the payment's row lock: two refunds at once
+    # would otherwise both see the same refundable amount, and the second
+    # write would overwrite the first while both went to the provider.
+    payment = _lock(payment)
     if amount <= 0 or amount > payment.refundable:
         raise BookingError("over_refund", refundable=payment.refundable)
     item = Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount, reason=reason)
@@ -53,12 +59,28 @@ def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None =
 
 
 def send_refund(item: Refund) -> None:
-    """Ask the provider for a recorded refund; on failure it stays pending for the retry job."""
-    payment = item.payment
+    """Ask the provider for a recorded refund; on failure it stays pending for the retry job.
+
+    Under the payment's lock, and only while the refund is still pending: the
+    retry job, a second run of it, and the provider's charge.refunded event
+    (which may outrun our own recording) never send or record it twice.
+    """
+    from .checkout import _lock
+
+    payment = _lock(item.payment)
+    db.session.get(Refund, item.id, populate_existing=True)
+    if item.state != RefundState.PENDING:
+        return
     try:
         view = get_gateway().refund(payment.intent_id, item.amount, refund_id=item.id, reason=item.reason)
     except GatewayError:
         return
+    record_sent(item, view)
+
+
+def record_sent(item: Refund, view: RefundView) -> None:
+    """Record the provider's answer to a pending refund of ours."""
+    payment = item.payment
     item.provider_refund_id = view.id
     item.state = RefundState.SUCCEEDED if view.status in ("succeeded", "pending") else RefundState.FAILED
     if item.state == RefundState.FAILED:
@@ -72,14 +94,17 @@ def send_refund(item: Refund) -> None:
 
 
 def retry_pending_refunds(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=1)) -> int:
+    """Send again the refunds still pending after `older_than`, one transaction each; returns how many were tried."""
     now = now or now_utc()
     pending = db.session.scalars(
         select(Refund).where(Refund.state == RefundState.PENDING, Refund.created_at <= now - older_than)
-        .with_for_update(skip_locked=True)
+        .order_by(Refund.id)
     ).all()
     for item in pending:
+        # send_refund re-reads it under the payment's lock and skips it if a
+        # concurrent run, or the provider's event, has recorded it meanwhile.
         send_refund(item)
-    db.session.commit()
+        db.session.commit()
     return len(pending)
 
 
@@ -88,11 +113,15 @@ def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None)
     from .checkout import _lock
 
     now = now or now_utc()
+    # Lock, then judge the booking as it is now, not as the caller read it: a
+    # webhook may have confirmed it meanwhile, and a paid booking cancelled as
+    # a mere hold would keep the money without any refund.
+    payment = _lock(booking.payment) if booking.payment else None
+    db.session.get(Booking, booking.id, with_for_update=True, populate_existing=True)
     if booking.user_id != user.id or booking.state not in (BookingState.HELD, BookingState.CONFIRMED):
         raise BookingError("not_cancellable")
     if now >= booking.start_at:
         raise BookingError("cancel_deadline")
-    payment = _lock(booking.payment) if booking.payment else None
     if booking.state == BookingState.HELD:
         from .checkout import _release
 

@@ -3,9 +3,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Payment, ProviderObject, Refund, WebhookEvent
+from ..models import LedgerEntry, Payment, ProviderObject, Refund, RefundState, WebhookEvent, record
 from ..payments import WebhookEventView, get_gateway
 from .checkout import payment_for_intent, settle
+from .refunds import record_sent
 
 HANDLED = {
     "payment_intent.succeeded",
@@ -42,16 +43,22 @@ def _sync_refunds(charge_id: str) -> str:
     if mapped is None:
         return "unknown payment"
     payment = db.session.get(Payment, mapped.payment_id, with_for_update=True, populate_existing=True)
-    known = set(db.session.scalars(select(Refund.provider_refund_id).where(Refund.payment_id == payment.id)))
+    ours = {r.id: r for r in db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))}
+    known = {r.provider_refund_id for r in ours.values()}
     added = 0
     for view in get_gateway().list_refunds(charge_id):
         if view.id in known or view.status not in ("succeeded", "pending"):
             continue
+        if view.refund_id in ours:
+            # One we asked for whose answer we never recorded (we crashed, or
+            # this event outran us): complete it rather than count it twice.
+            if ours[view.refund_id].state == RefundState.PENDING:
+                record_sent(ours[view.refund_id], view)
+                added += 1
+            continue
         amount = min(view.amount, payment.refundable)
         if amount <= 0:
             continue
-        from ..models import LedgerEntry, RefundState, record
-
         db.session.add(Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount,
                               reason="provider", state=RefundState.SUCCEEDED, provider_refund_id=view.id))
         payment.refunded_amount += amount

@@ -1,0 +1,181 @@
+"""What the payment tests share: a slot to pay for, localstripe seen from outside, signed events, races.
+
+The booking day is two weeks ahead of the real clock, not a fixed date: the
+webhook endpoint settles with the real time, so a hold made "now" in a test
+must also be live for the endpoint.
+"""
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import date, timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import requests
+from sqlalchemy import func, select
+
+from reservations.extensions import db
+from reservations.models import AuditEntry
+from reservations.services.booking import reserve
+from reservations.services.rules import division_slot, is_year_end
+from reservations.timeutil import business_date, now_utc
+
+SECRET_KEY = "sk_test_localstripe"
+OK_CARD = "4242424242424242"
+THREE_D_SECURE_CARD = "4000002500003155"
+DECLINED_CARD = "4000000000000341"
+
+
+def booking_day() -> date:
+    """A plain weekday about two weeks ahead: inside the booking window, outside the year-end break."""
+    day = business_date(now_utc()) + timedelta(days=14)
+    while day.weekday() >= 5 or is_year_end(day):
+        day += timedelta(days=1)
+    return day
+
+
+def book(user, room, codes=("MORNING",), *, now=None, day=None):
+    """Reserve and commit, as the reserve page does: a held booking with a payment waiting."""
+    slot = division_slot(room, day or booking_day(), list(codes))
+    booking = reserve(user, room, slot, now=now or now_utc())
+    db.session.commit()
+    return booking
+
+
+def count(model, *where) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def audit_actions(subject: str, subject_id: int) -> list[tuple[str, str]]:
+    rows = db.session.execute(
+        select(AuditEntry.action, AuditEntry.data).where(AuditEntry.subject == subject,
+                                                         AuditEntry.subject_id == subject_id)
+        .order_by(AuditEntry.id)
+    )
+    return [(action, (data or {}).get("reason", "")) for action, data in rows]
+
+
+def outbox(app) -> list:
+    """The mails written so far, oldest first, parsed."""
+    folder = Path(app.config["MAIL_OUTBOX_DIR"])
+    if not folder.exists():
+        return []
+    return [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+
+
+# -- localstripe seen from outside (what the Stripe dashboard would show) ---------------------
+
+def api(localstripe, method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(method, f"{localstripe.url}{path}", timeout=5,
+                            headers={"Authorization": f"Bearer {SECRET_KEY}"}, **kwargs)
+
+
+def fetch_intent(localstripe, intent_id: str) -> dict:
+    response = api(localstripe, "GET", f"/v1/payment_intents/{intent_id}")
+    response.raise_for_status()
+    return response.json()
+
+
+def intents_of(localstripe, payment_id: int) -> list[dict]:
+    response = api(localstripe, "GET", "/v1/payment_intents", params={"limit": 100})
+    response.raise_for_status()
+    return [pi for pi in response.json()["data"] if pi["metadata"].get("payment_id") == str(payment_id)]
+
+
+def refunds_at_provider(localstripe, charge_id: str) -> list[dict]:
+    response = api(localstripe, "GET", "/v1/refunds", params={"charge": charge_id, "limit": 100})
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def charge_id(intent: dict) -> str:
+    charge = intent["latest_charge"]
+    return charge if isinstance(charge, str) else charge["id"]
+
+
+def finish_3d_secure(localstripe, intent_id: str, *, success: bool) -> requests.Response:
+    """What the resident's bank page does at the end of the 3-D Secure challenge."""
+    secret = fetch_intent(localstripe, intent_id)["client_secret"]
+    return requests.post(f"{localstripe.url}/v1/payment_intents/{intent_id}/_authenticate",
+                         params={"success": "true" if success else "false"},
+                         json={"key": "pk_test_localstripe", "client_secret": secret}, timeout=5)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def provider_down(app):
+    """The payment provider cannot be reached: its address points at a closed port."""
+    saved = app.config["STRIPE_API_BASE"]
+    app.config["STRIPE_API_BASE"] = f"http://127.0.0.1:{closed_port()}"
+    app.extensions.pop("payment_gateway", None)
+    try:
+        yield
+    finally:
+        app.config["STRIPE_API_BASE"] = saved
+        app.extensions.pop("payment_gateway", None)
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+def signed(secret: str, payload: str, *, timestamp: int | None = None) -> dict:
+    """The Stripe-Signature header Stripe computes for `payload`."""
+    ts = timestamp or int(time.time())
+    digest = hmac.new(secret.encode(), f"{ts}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={ts},v1={digest}", "Content-Type": "application/json"}
+
+
+def event_payload(event_type: str, obj: dict, *, event_id: str | None = None) -> str:
+    return json.dumps({
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "type": event_type,
+        "data": {"object": obj}, "created": int(time.time()), "api_version": "2020-08-27", "livemode": False,
+    })
+
+
+def post_event(client, localstripe, event_type: str, obj: dict, *, event_id: str | None = None):
+    """Deliver a genuine (correctly signed) event to our endpoint, as Stripe would."""
+    payload = event_payload(event_type, obj, event_id=event_id)
+    return client.post("/webhooks/stripe", data=payload, headers=signed(localstripe.webhook_secret, payload))
+
+
+# -- races -----------------------------------------------------------------------------------
+
+def run_together(app, *calls, timeout: float = 60):
+    """Run each call in its own thread, app context and database session, all released at once.
+
+    Returns each call's result, or the exception it raised. The caller must
+    have ended its own transaction first: on SQLite it would hold the write lock.
+    """
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def worker(n: int) -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=timeout)
+                results[n] = calls[n]()
+                db.session.commit()
+            except Exception as exc:  # reported to the test, which decides
+                db.session.rollback()
+                results[n] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout * 2)
+    assert not any(t.is_alive() for t in threads), "a racing call never finished"
+    return results
