@@ -1,7 +1,7 @@
 """reservations: public facility reservations with cashless checkout."""
 from pathlib import Path
 
-from flask import Flask, request, session
+from flask import Flask, session
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import event
@@ -42,15 +42,17 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def select_locale() -> str:
-    from flask import current_app
+    """The session's choice, then the user's, then Japanese. Outside a request (jobs), the default."""
+    from flask import current_app, has_request_context
 
     languages = current_app.config["LANGUAGES"]
-    chosen = session.get("lang")
-    if chosen in languages:
-        return chosen
-    if current_user and getattr(current_user, "locale", None) in languages:
-        return current_user.locale
-    return current_app.config["BABEL_DEFAULT_LOCALE"] if request else "ja"
+    if has_request_context():
+        chosen = session.get("lang")
+        if chosen in languages:
+            return chosen
+        if current_user and getattr(current_user, "locale", None) in languages:
+            return current_user.locale
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def _serialise_sqlite_writes(engine) -> None:

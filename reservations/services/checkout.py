@@ -74,6 +74,7 @@ def ensure_intent(payment: Payment) -> IntentView:
     Raises BookingError("payment_unavailable") when the provider cannot be
     reached: the hold stays, nothing is charged, and the page can try again.
     """
+    payment = _lock(payment)  # two tabs must not open two intents for one payment
     gateway = get_gateway()
     try:
         if payment.intent_id:
@@ -310,6 +311,11 @@ def release_expired_holds(*, now: datetime | None = None, batch: int = 100) -> d
         except GatewayError:
             db.session.rollback()
             outcome = "provider_unreachable"  # left held; the next run asks again
+        except Exception:
+            # One broken payment must not stop the others; it is logged and tried again next run.
+            db.session.rollback()
+            current_app.logger.exception("release_expired_holds: payment %s", payment.id)
+            outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
     unpaid = db.session.scalars(
         select(Booking).where(expired, ~Booking.id.in_(select(Payment.booking_id)))
