@@ -1,5 +1,5 @@
 """The booking flow: review a slot and its price, reserve it, pay for it, see, print and cancel my bookings."""
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -78,24 +78,6 @@ def _hold_is_live(booking: Booking, now: datetime) -> bool:
     return booking.state == BookingState.HELD and booking.hold_expires_at > now
 
 
-def _refund_schedule(room: Room, start_at: datetime) -> list[tuple[datetime, int]]:
-    """The room's refund policy as (until, percent), earliest cut-off first (see refunds.refund_percent)."""
-    tiers = sorted(room.refund_policy or [], key=lambda tier: -tier["days_before"])
-    return [(start_at - timedelta(days=tier["days_before"]), tier["percent"]) for tier in tiers]
-
-
-def _refund_if_cancelled_now(booking: Booking, now: datetime) -> tuple[int, int] | None:
-    """(percent, yen) a cancellation at `now` gives back, for a paid booking; None when nothing was paid.
-
-    The same arithmetic as refunds.cancel_booking, which decides the real refund.
-    """
-    payment = booking.payment
-    if payment is None or payment.state != PaymentState.CAPTURED:
-        return None
-    percent = refunds.refund_percent(booking, now)
-    return percent, min(payment.captured_amount * percent // 100, payment.refundable)
-
-
 def _day_of(booking: Booking) -> str:
     return url_for("public.room_day", room_id=booking.room_id, day=business_date(booking.start_at).isoformat(),
                    _anchor="day")
@@ -122,7 +104,7 @@ def review(room_id: int):
         price=price,
         paid_online=paid_online,
         hold_minutes=current_app.config["HOLD_MINUTES"],
-        refund_schedule=_refund_schedule(room, slot.start_at) if paid_online else [],
+        refund_schedule=refunds.refund_schedule(room, slot.start_at) if paid_online else [],
         now=now,
     )
 
@@ -288,8 +270,8 @@ def detail(booking_id: int):
         receipt=_receipt_of(booking),
         hold_live=payment is not None and _hold_is_live(booking, now),
         cancellable=booking.state in ACTIVE_STATES and now < booking.start_at,
-        refund_now=_refund_if_cancelled_now(booking, now),
-        refund_schedule=_refund_schedule(booking.room, booking.start_at),
+        refund_now=refunds.refund_if_cancelled(booking, now),
+        refund_schedule=refunds.refund_schedule(booking.room, booking.start_at),
         now=now,
         form=CancelForm(),
     )

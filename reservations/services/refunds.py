@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, User, record
+from ..models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, Room, User, record
 from ..payments import GatewayError, RefundView, get_gateway
 from ..timeutil import now_utc
 from .errors import BookingError
@@ -25,11 +25,23 @@ def refund_percent(booking: Booking, now: datetime) -> int:
     """
     if now >= booking.start_at:
         return 0
-    best = 0
-    for tier in booking.room.refund_policy:
-        if now <= booking.start_at - timedelta(days=tier["days_before"]):
-            best = max(best, tier["percent"])
-    return best
+    return max((percent for until, percent in refund_schedule(booking.room, booking.start_at) if now <= until),
+               default=0)
+
+
+def refund_schedule(room: Room, start_at: datetime) -> list[tuple[datetime, int]]:
+    """The room's policy for a slot as (until, percent), earliest cut-off first."""
+    tiers = sorted(room.refund_policy or [], key=lambda tier: -tier["days_before"])
+    return [(start_at - timedelta(days=tier["days_before"]), tier["percent"]) for tier in tiers]
+
+
+def refund_if_cancelled(booking: Booking, now: datetime) -> tuple[int, int] | None:
+    """(percent, yen) that cancelling at `now` gives back; None when nothing was paid."""
+    payment = booking.payment
+    if payment is None or payment.state != PaymentState.CAPTURED:
+        return None
+    percent = refund_percent(booking, now)
+    return percent, min(payment.captured_amount * percent // 100, payment.refundable)
 
 
 def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None = None) -> Refund:
@@ -131,11 +143,8 @@ def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None)
         else:
             booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")
         return None
-    percent = refund_percent(booking, now)
+    percent, amount = refund_if_cancelled(booking, now) or (refund_percent(booking, now), 0)
     booking.transition(BookingState.CANCELLED, actor_id=user.id, reason=f"cancelled by the resident ({percent}%)")
-    if payment and payment.state == PaymentState.CAPTURED and percent:
-        amount = payment.captured_amount * percent // 100
-        amount = min(amount, payment.refundable)
-        if amount:
-            return refund(payment, amount, reason="policy", actor_id=user.id)
+    if amount:
+        return refund(payment, amount, reason="policy", actor_id=user.id)
     return None
