@@ -10,12 +10,14 @@ def register(app) -> None:
     from .account import bp as account_bp
     from .bookings import bp as bookings_bp
     from .public import bp as public_bp
+    from .staff import bp as staff_bp
     from .webhooks import bp as webhooks_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(bookings_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(staff_bp)
 
     @app.post("/lang/<code>")
     def set_language(code: str):
@@ -29,6 +31,10 @@ def register(app) -> None:
         if request.is_json:  # the payment page's fetch calls show this in their alert
             return jsonify(status="error", message=message, retry=False), 400
         return render_template("error.html", message=message), 400
+
+    @app.errorhandler(403)
+    def forbidden(exc):
+        return render_template("error.html", message=_("This page is for facility staff.")), 403
 
     @app.errorhandler(404)
     def not_found(exc):

@@ -1,0 +1,49 @@
+"""The staff "needs attention" list: late payments whose slot was taken land here."""
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import select
+
+from reservations.extensions import db
+from reservations.models import AttentionCase, AuditEntry, Role
+from reservations.services.booking import reserve
+from reservations.services.rules import division_slot
+
+
+@pytest.fixture
+def case(room, resident):
+    booking = reserve(resident, room, division_slot(room, date(2027, 2, 10), ["MORNING"]),
+                      now=datetime(2027, 1, 10, 3, 0, tzinfo=UTC))
+    db.session.flush()
+    case = AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken", detail="intent pi_123: 2800 yen")
+    db.session.add(case)
+    db.session.commit()
+    return case
+
+
+def test_residents_cannot_see_the_list(client, english, login_as, resident, case):
+    login_as(resident)
+    response = client.get("/staff/attention")
+    assert response.status_code == 403
+    assert "pi_123" not in response.get_data(as_text=True)
+    assert client.post(f"/staff/attention/{case.id}/resolve").status_code == 403
+    assert db.session.get(AttentionCase, case.id).resolved_at is None
+
+
+def test_staff_see_open_cases_and_resolve_them(client, english, login_as, make_user, case):
+    staff = login_as(make_user("staff@example.com", role=Role.STAFF))
+    page = client.get("/staff/attention").get_data(as_text=True)
+    assert "pi_123: 2800 yen" in page and "resident@example.com" in page
+    assert "Paid after the slot was taken" in page
+
+    response = client.post(f"/staff/attention/{case.id}/resolve", follow_redirects=True)
+    assert "Nothing needs attention." in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(AttentionCase, case.id).resolved_at is not None
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.subject == "attention_case"))
+    assert (entry.action, entry.actor_id) == ("resolved", staff.id)
+
+
+def test_resolving_an_unknown_case_is_a_404(client, login_as, make_user):
+    login_as(make_user(role=Role.ADMIN))
+    assert client.post("/staff/attention/999999/resolve").status_code == 404
