@@ -16,16 +16,7 @@ from reservations.extensions import db
 from reservations.models import Booking, BookingState, Closure, ClosureKind, Residency
 from reservations.services import booking, rules
 from reservations.timeutil import business_date, now_utc
-
-
-def booking_day() -> date:
-    """A weekday 7 to 20 days ahead, no holiday, no year-end break: inside the default window."""
-    today = business_date(now_utc())
-    for offset in range(7, 21):
-        day = today + timedelta(days=offset)
-        if not rules.is_holiday(day) and not rules.is_year_end(day):
-            return day
-    raise AssertionError("no plain weekday in the next three weeks")
+from tests.helpers import booking_day
 
 
 def bookings_count() -> int:

@@ -29,7 +29,7 @@ from reservations.services.errors import BookingError
 from reservations.services.receipts import fiscal_year, issue_receipt
 from reservations.services.rules import division_slot
 from reservations.timeutil import at_tokyo, business_date, now_utc
-from tests.payment_helpers import (
+from tests.helpers import (
     DECLINED_CARD,
     THREE_D_SECURE_CARD,
     audit_actions,

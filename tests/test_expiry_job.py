@@ -13,7 +13,7 @@ from reservations.services import checkout
 from reservations.services.checkout import release_expired_holds
 from reservations.services.rules import division_slot
 from reservations.timeutil import now_utc
-from tests.payment_helpers import (
+from tests.helpers import (
     THREE_D_SECURE_CARD,
     audit_actions,
     book,

@@ -1,6 +1,6 @@
 """The public pages: room search, the room page with its month calendar and a day's slots."""
 import re
-from datetime import date, time, timedelta
+from datetime import date, time
 
 import pytest
 
@@ -8,16 +8,7 @@ from reservations.extensions import db
 from reservations.models import Building, Closure, ClosureKind, RoomEquipment
 from reservations.services import booking, rules
 from reservations.timeutil import business_date, now_utc
-
-
-def booking_day() -> date:
-    """A weekday 7 to 20 days ahead, no holiday, no year-end break: inside the default window."""
-    today = business_date(now_utc())
-    for offset in range(7, 21):
-        day = today + timedelta(days=offset)
-        if not rules.is_holiday(day) and not rules.is_year_end(day):
-            return day
-    raise AssertionError("no plain weekday in the next three weeks")
+from tests.helpers import booking_day
 
 
 def book(user, room, day, codes):

@@ -12,7 +12,7 @@ from reservations.payments import get_gateway
 from reservations.services import checkout, refunds
 from reservations.services.errors import BookingError
 from reservations.timeutil import local, now_utc
-from tests.payment_helpers import (
+from tests.helpers import (
     book,
     charge_id,
     count,

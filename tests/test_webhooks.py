@@ -24,7 +24,7 @@ from reservations.payments import get_gateway
 from reservations.services import checkout, refunds
 from reservations.services.errors import BookingError
 from reservations.timeutil import now_utc
-from tests.payment_helpers import (
+from tests.helpers import (
     DECLINED_CARD,
     api,
     audit_actions,

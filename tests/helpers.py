@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from reservations.extensions import db
 from reservations.models import AuditEntry
 from reservations.services.booking import reserve
-from reservations.services.rules import division_slot, is_year_end
+from reservations.services.rules import division_slot, is_holiday, is_year_end
 from reservations.timeutil import business_date, now_utc
 
 SECRET_KEY = "sk_test_localstripe"
@@ -33,9 +33,14 @@ DECLINED_CARD = "4000000000000341"
 
 
 def booking_day() -> date:
-    """A plain weekday about two weeks ahead: inside the booking window, outside the year-end break."""
+    """A plain weekday (no public holiday) about two weeks ahead.
+
+    Always inside the default booking window (which reaches at least a month
+    ahead), outside the year-end break, and more than 7 days away, so the
+    whole refund policy still lies ahead.
+    """
     day = business_date(now_utc()) + timedelta(days=14)
-    while day.weekday() >= 5 or is_year_end(day):
+    while is_holiday(day) or is_year_end(day):
         day += timedelta(days=1)
     return day
 
