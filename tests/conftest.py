@@ -76,9 +76,12 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def app_config(tmp_path) -> dict:
-    """Tests may change settings by overriding or updating this fixture before `app`."""
-    return {
+def app_config(tmp_path, request) -> dict:
+    """Tests may change settings by overriding or updating this fixture before `app`.
+
+    Tests marked `payments` get online payment switched on, against localstripe.
+    """
+    config = {
         "TESTING": True,
         "SECRET_KEY": "test",
         "WTF_CSRF_ENABLED": False,
@@ -86,8 +89,19 @@ def app_config(tmp_path) -> dict:
         "MAIL_OUTBOX_DIR": str(tmp_path / "outbox"),
         "MAX_ACTIVE_BOOKINGS": 5,
         "HOLD_MINUTES": 10,
-        "PAYMENTS_ENABLED": False,  # the payment tests switch it on, with localstripe
+        "PAYMENTS_ENABLED": False,
     }
+    if request.node.get_closest_marker("payments"):
+        config.update(request.getfixturevalue("localstripe").config)
+    return config
+
+
+@pytest.fixture
+def now():
+    """The real current time, for tests that pass `now` to the services explicitly."""
+    from reservations.timeutil import now_utc
+
+    return now_utc()
 
 
 @pytest.fixture

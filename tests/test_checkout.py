@@ -28,7 +28,7 @@ from reservations.services.booking import place_hold
 from reservations.services.errors import BookingError
 from reservations.services.receipts import fiscal_year, issue_receipt
 from reservations.services.rules import division_slot
-from reservations.timeutil import at_tokyo, business_date, now_utc
+from reservations.timeutil import at_tokyo, business_date
 from tests.helpers import (
     DECLINED_CARD,
     THREE_D_SECURE_CARD,
@@ -45,17 +45,9 @@ from tests.helpers import (
     run_together,
 )
 
+pytestmark = pytest.mark.payments
+
 FREE_DIVISIONS = [("MORNING", time(9), time(12), 0, 0), ("AFTERNOON", time(13), time(17), 0, 0)]
-
-
-@pytest.fixture
-def app_config(app_config, localstripe):
-    return {**app_config, **localstripe.config}
-
-
-@pytest.fixture
-def now():
-    return now_utc()
 
 
 def pay_by_card(localstripe, booking, now, number="4242424242424242"):

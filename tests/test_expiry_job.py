@@ -26,17 +26,9 @@ from tests.helpers import (
     run_together,
 )
 
+pytestmark = pytest.mark.payments
+
 CODES = ("MORNING", "AFTERNOON", "EVENING")
-
-
-@pytest.fixture
-def app_config(app_config, localstripe):
-    return {**app_config, **localstripe.config}
-
-
-@pytest.fixture
-def now():
-    return now_utc()
 
 
 def later(booking, minutes=1):

@@ -19,6 +19,8 @@ from reservations.services import checkout, rules
 from reservations.timeutil import business_date, now_utc
 from tests.conftest import CHUO_DIVISIONS, free_port
 
+pytestmark = pytest.mark.payments
+
 DECLINED = "4000000000000341"  # attaches, then declines when charged
 THREE_D_SECURE = "4000002500003155"
 
@@ -41,11 +43,6 @@ def fresh(obj):
     db.session.rollback()  # see what the request committed, not this session's cache
     db.session.refresh(obj)
     return obj
-
-
-@pytest.fixture
-def app_config(app_config, localstripe):
-    return {**app_config, **localstripe.config}
 
 
 @pytest.fixture

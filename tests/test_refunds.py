@@ -24,17 +24,9 @@ from tests.helpers import (
     run_together,
 )
 
+pytestmark = pytest.mark.payments
+
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
-
-
-@pytest.fixture
-def app_config(app_config, localstripe):
-    return {**app_config, **localstripe.config}
-
-
-@pytest.fixture
-def now():
-    return now_utc()
 
 
 @pytest.fixture

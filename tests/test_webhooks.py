@@ -39,15 +39,7 @@ from tests.helpers import (
     signed,
 )
 
-
-@pytest.fixture
-def app_config(app_config, localstripe):
-    return {**app_config, **localstripe.config}
-
-
-@pytest.fixture
-def now():
-    return now_utc()
+pytestmark = pytest.mark.payments
 
 
 def authorised_behind_our_back(localstripe, booking) -> tuple[dict, dict]:

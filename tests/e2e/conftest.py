@@ -24,7 +24,7 @@ TIMEOUT_MS = 15_000
 
 @pytest.fixture
 def app_config(app_config, localstripe):
-    return {**app_config, **localstripe.config, "WTF_CSRF_ENABLED": True}
+    return {**app_config, **localstripe.config, "WTF_CSRF_ENABLED": True}  # a real browser sends tokens
 
 
 class _InFlight:
