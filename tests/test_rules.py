@@ -140,3 +140,16 @@ def test_a_room_without_fees_is_not_bookable_online(make_room):
     with pytest.raises(BookingError) as err:
         check_bookable(room, slot, tokyo(2027, 1, 10, 10, 0))
     assert err.value.code == "not_bookable"
+
+
+def test_an_hourly_room_without_opening_hours_offers_nothing_and_refuses_slots(make_hourly_room):
+    from reservations.services.availability import OUTSIDE, day_availability
+    from reservations.services.rules import hourly_starts
+
+    court = make_hourly_room(open_time=None, close_time=None)
+    assert court.unbookable_reason() == "no opening hours"
+    assert hourly_starts(court, date(2027, 2, 10)) == []
+    assert day_availability(court, date(2027, 2, 10), now=tokyo(2027, 1, 10, 10, 0)).mark == OUTSIDE
+    with pytest.raises(BookingError) as err:
+        hourly_slot(court, date(2027, 2, 10), time(10), 60)
+    assert err.value.code == "not_bookable"

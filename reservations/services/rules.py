@@ -92,6 +92,8 @@ def hourly_slot(room: Room, day: date, start: time, minutes: int) -> Slot:
     """A span of a room let by the hour: inside opening hours, on the step, within min..max."""
     if room.letting != Letting.HOURLY:
         raise BookingError("invalid_duration")
+    if room.open_time is None or room.close_time is None:
+        raise BookingError("not_bookable")  # imported with a rate but no opening hours yet
     if minutes <= 0 or minutes % room.step_minutes:
         raise BookingError("invalid_duration")
     if (room.min_minutes and minutes < room.min_minutes) or (room.max_minutes and minutes > room.max_minutes):
@@ -121,7 +123,9 @@ def check_bookable(room: Room, slot: Slot, now: datetime) -> None:
 
 
 def hourly_starts(room: Room, day: date) -> list[time]:
-    """Every start time a room let by the hour offers on `day`."""
+    """Every start time a room let by the hour offers on `day` (none until it has opening hours)."""
+    if room.open_time is None or room.close_time is None:
+        return []
     opens = datetime.combine(day, room.open_time, tzinfo=TOKYO)
     closes = datetime.combine(day, room.close_time, tzinfo=TOKYO)
     starts, t = [], opens
