@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
@@ -248,7 +248,7 @@ def mine():
     bookings = db.session.scalars(
         select(Booking)
         .where(Booking.user_id == current_user.id)
-        .options(joinedload(Booking.room).joinedload(Room.building))
+        .options(joinedload(Booking.room).joinedload(Room.building), selectinload(Booking.payment))
         .order_by(Booking.start_at, Booking.id)
     ).all()
     now = now_utc()
