@@ -1,7 +1,7 @@
 """reservations: public facility reservations with cashless checkout."""
 from pathlib import Path
 
-from flask import Flask, session
+from flask import Flask, current_app, has_request_context, session
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import event
@@ -43,8 +43,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def select_locale() -> str:
     """The session's choice, then the user's, then Japanese. Outside a request (jobs), the default."""
-    from flask import current_app, has_request_context
-
     languages = current_app.config["LANGUAGES"]
     if has_request_context():
         chosen = session.get("lang")

@@ -5,6 +5,8 @@ from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from .extensions import db
+
 _KEY = "after_commit"
 
 
@@ -15,8 +17,6 @@ def after_commit(fn: Callable[[], None]) -> None:
     touch the database: read what it needs before (e.g. render the mail) and
     only send here.
     """
-    from .extensions import db
-
     db.session().info.setdefault(_KEY, []).append(fn)
 
 

@@ -9,6 +9,7 @@ from reservations.extensions import db
 from reservations.models import AuditEntry, Booking, BookingState, IllegalTransition
 from reservations.services import booking as booking_service
 from reservations.services.availability import FREE, FULL, PARTLY, day_availability
+from reservations.services.checkout import release_expired_holds
 from reservations.services.errors import BookingError
 from reservations.services.refunds import cancel_booking
 from reservations.services.rules import division_slot
@@ -112,11 +113,11 @@ def test_a_resident_cancels_their_own_unpaid_booking_until_it_starts(room, resid
     assert err.value.code == "not_cancellable"
 
 
-def test_expire_holds_job_retires_only_expired_holds(room, make_user):
+def test_the_expiry_job_retires_only_expired_holds(room, make_user):
     old = hold(make_user(), room, ("MORNING",))
     fresh = hold(make_user(), room, ("EVENING",), now=NOW + timedelta(minutes=5))
-    assert booking_service.expire_holds(now=NOW + timedelta(minutes=10)) == 1
-    db.session.commit()
+    assert release_expired_holds(now=NOW + timedelta(minutes=10)) == {"released": 1}
+    db.session.expire_all()
     assert (old.state, fresh.state) == (BookingState.EXPIRED, BookingState.HELD)
 
 

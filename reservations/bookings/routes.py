@@ -1,5 +1,4 @@
 """The booking flow: review a slot and its price, reserve it, pay for it, see, print and cancel my bookings."""
-from datetime import datetime
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -74,10 +73,6 @@ def _receipt_of(booking: Booking) -> Receipt | None:
     return db.session.scalar(select(Receipt).where(Receipt.booking_id == booking.id))
 
 
-def _hold_is_live(booking: Booking, now: datetime) -> bool:
-    return booking.state == BookingState.HELD and booking.hold_expires_at > now
-
-
 def _day_of(booking: Booking) -> str:
     return url_for("public.room_day", room_id=booking.room_id, day=business_date(booking.start_at).isoformat(),
                    _anchor="day")
@@ -145,7 +140,7 @@ def pay_page(booking_id: int):
     now = now_utc()
     if payment is not None and payment.state == PaymentState.CAPTURED and _receipt_of(booking):
         return redirect(url_for(".receipt", booking_id=booking.id))
-    if payment is None or not _hold_is_live(booking, now):
+    if payment is None or not booking.hold_is_live(now):
         if booking.state in (BookingState.HELD, BookingState.EXPIRED):
             flash(BookingError("hold_expired").message, "error")
         return redirect(url_for(".detail", booking_id=booking.id))
@@ -164,7 +159,7 @@ def pay_page(booking_id: int):
 
 def _payment_error(booking: Booking, message: str, status: int):
     """The JSON pay.js shows in its alert region; `retry` says whether the card form may be used again."""
-    retry = _hold_is_live(booking, now_utc())
+    retry = booking.hold_is_live(now_utc())
     return jsonify(status="error", message=message, retry=retry, next=None if retry else _day_of(booking)), status
 
 
@@ -184,7 +179,7 @@ def _outcome(booking: Booking, outcome: str, intent=None):
         code = "hold_expired" if booking.state == BookingState.EXPIRED else "authentication_failed"
         return _payment_error(booking, BookingError(code).message, ERROR_STATUS[code])
     # "waiting": the provider is still processing, or the card check was left unfinished.
-    if booking.payment.state in (PaymentState.NEW, PaymentState.PENDING) and _hold_is_live(booking, now_utc()):
+    if booking.payment.state in (PaymentState.NEW, PaymentState.PENDING) and booking.hold_is_live(now_utc()):
         return _payment_error(booking, _("The payment is not finished. Please pay again."), 409)
     flash(_("Your payment is being processed. We will email you when the booking is confirmed."), "success")
     return jsonify(status="waiting", redirect=url_for(".detail", booking_id=booking.id)), 202
@@ -268,7 +263,7 @@ def detail(booking_id: int):
         booking=booking,
         payment=payment,
         receipt=_receipt_of(booking),
-        hold_live=payment is not None and _hold_is_live(booking, now),
+        hold_live=payment is not None and booking.hold_is_live(now),
         cancellable=booking.state in ACTIVE_STATES and now < booking.start_at,
         refund_now=refunds.refund_if_cancelled(booking, now),
         refund_schedule=refunds.refund_schedule(booking.room, booking.start_at),

@@ -80,12 +80,13 @@ class Booking(db.Model):
     def divisions(self) -> list[str]:
         return self.division_codes.split(",") if self.division_codes else []
 
-    def is_active(self, now: datetime | None = None) -> bool:
-        """Occupies the room: confirmed, or held and not yet past its expiry."""
-        now = now or now_utc()
-        if self.state == BookingState.CONFIRMED:
-            return True
+    def hold_is_live(self, now: datetime) -> bool:
+        """Held and not yet past its expiry: the slot is still this resident's to pay for."""
         return self.state == BookingState.HELD and self.hold_expires_at > now
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        """Occupies the room: confirmed, or a live hold."""
+        return self.state == BookingState.CONFIRMED or self.hold_is_live(now or now_utc())
 
     def transition(self, target: BookingState, *, actor_id: int | None = None, reason: str = "") -> None:
         """The only way a booking changes state; an illegal move raises IllegalTransition."""

@@ -74,6 +74,9 @@ class Payment(db.Model):
     def refundable(self) -> int:
         return self.captured_amount - self.refunded_amount
 
+    def can_become(self, target: PaymentState) -> bool:
+        return target == self.state or target in PAYMENT_TRANSITIONS[PaymentState(self.state)]
+
     def transition(self, target: PaymentState, *, reason: str = "", actor_id: int | None = None) -> None:
         current = PaymentState(self.state)
         if target == current:

@@ -33,6 +33,11 @@ def active_clause(now: datetime):
     )
 
 
+def lapsed_hold_clause(now: datetime):
+    """SQL for holds past their expiry that no job has retired yet."""
+    return and_(Booking.state == BookingState.HELD, Booking.hold_expires_at <= now)
+
+
 def overlapping(room_id: int, start_at: datetime, end_at: datetime):
     return and_(Booking.room_id == room_id, Booking.start_at < end_at, Booking.end_at > start_at)
 
@@ -46,7 +51,7 @@ def count_active(user: User, now: datetime) -> int:
     )
 
 
-def _lock_room(room_id: int) -> None:
+def lock_room(room_id: int) -> None:
     """Serialise writers of one room. On SQLite BEGIN IMMEDIATE already did it."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(
@@ -57,9 +62,7 @@ def _lock_room(room_id: int) -> None:
 def _retire_expired_holds(room_id: int, slot: Slot, now: datetime) -> None:
     expired = db.session.scalars(
         select(Booking).where(
-            overlapping(room_id, slot.start_at, slot.end_at),
-            Booking.state == BookingState.HELD,
-            Booking.hold_expires_at <= now,
+            overlapping(room_id, slot.start_at, slot.end_at), lapsed_hold_clause(now)
         )
     ).all()
     for booking in expired:
@@ -94,7 +97,7 @@ def place_hold(
         raise BookingError("price_changed", price=price.total)
 
     try:
-        _lock_room(room.id)
+        lock_room(room.id)
         _retire_expired_holds(room.id, slot, now)
         if count_active(user, now) >= current_app.config["MAX_ACTIVE_BOOKINGS"]:
             raise BookingError("too_many")
@@ -141,28 +144,8 @@ def reserve(user: User, room: Room, slot: Slot, **kwargs) -> Booking:
     if booking.price == 0 or not current_app.config["PAYMENTS_ENABLED"]:
         confirm(booking, actor_id=user.id, reason="free" if booking.price == 0 else "no online payment")
     else:
-        from .checkout import start_checkout
+        from .checkout import start_checkout  # checkout builds on this module
 
         start_checkout(booking)
     return booking
-
-
-def expire_holds(*, now: datetime | None = None, batch: int = 200) -> int:
-    """Mark held bookings past their expiry as expired; returns how many.
-
-    Correctness never waits for this: an expired hold is free to everyone
-    already. It tidies the table and the residents' lists.
-    """
-    now = now or now_utc()
-    query = (
-        select(Booking)
-        .where(Booking.state == BookingState.HELD, Booking.hold_expires_at <= now)
-        .order_by(Booking.id)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
-    bookings = db.session.scalars(query).all()
-    for booking in bookings:
-        booking.transition(BookingState.EXPIRED, reason="hold expired")
-    return len(bookings)
 

@@ -17,7 +17,7 @@ from functools import partial
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from ..aftercommit import after_commit
 from ..extensions import db
@@ -34,7 +34,7 @@ from ..models import (
 )
 from ..payments import CardDeclined, GatewayError, IntentView, get_gateway
 from ..timeutil import now_utc
-from .booking import _lock_room, active_clause, overlapping
+from .booking import active_clause, lapsed_hold_clause, lock_room, overlapping
 from .errors import BookingError
 from .receipts import issue_receipt
 
@@ -42,12 +42,13 @@ PAID = ("requires_capture", "succeeded")
 FAILED_AUTH = "payment_intent_authentication_failure"
 
 
-def _map(provider_id: str | None, kind: str, payment: Payment) -> None:
+def map_provider_id(provider_id: str | None, kind: str, payment: Payment) -> None:
+    """Remember which of our payments a provider id (pi_, ch_, re_) belongs to."""
     if provider_id and db.session.get(ProviderObject, provider_id) is None:
         db.session.add(ProviderObject(provider_id=provider_id, kind=kind, payment_id=payment.id))
 
 
-def _lock(payment: Payment) -> Payment:
+def lock_payment(payment: Payment) -> Payment:
     """Lock our payment row, then read it and its booking afresh.
 
     The caller may have read them before another request (the webhook, the
@@ -74,7 +75,7 @@ def ensure_intent(payment: Payment) -> IntentView:
     Raises BookingError("payment_unavailable") when the provider cannot be
     reached: the hold stays, nothing is charged, and the page can try again.
     """
-    payment = _lock(payment)  # two tabs must not open two intents for one payment
+    payment = lock_payment(payment)  # two tabs must not open two intents for one payment
     gateway = get_gateway()
     try:
         if payment.intent_id:
@@ -85,7 +86,7 @@ def ensure_intent(payment: Payment) -> IntentView:
     except GatewayError as exc:
         raise BookingError("payment_unavailable") from exc
     payment.intent_id = intent.id
-    _map(intent.id, "intent", payment)
+    map_provider_id(intent.id, "intent", payment)
     payment.transition(PaymentState.PENDING, reason="intent created")
     return intent
 
@@ -100,7 +101,7 @@ def pay(payment: Payment, *, token: str | None = None, payment_method: str | Non
     or the provider is unreachable (nothing is lost; try again).
     """
     now = now or now_utc()
-    payment = _lock(payment)
+    payment = lock_payment(payment)
     booking = payment.booking
     if payment.state == PaymentState.CAPTURED:
         # A double click: already paid, one charge. settle says how it ended
@@ -113,7 +114,7 @@ def pay(payment: Payment, *, token: str | None = None, payment_method: str | Non
         return settle(payment, now=now), intent
     if intent.status == "requires_action":
         return "requires_action", intent
-    if booking.state != BookingState.HELD or booking.hold_expires_at <= now:
+    if not booking.hold_is_live(now):
         raise BookingError("hold_expired")
     gateway = get_gateway()
     try:
@@ -123,7 +124,7 @@ def pay(payment: Payment, *, token: str | None = None, payment_method: str | Non
             intent = gateway.confirm_with_method(intent.id, payment_method, payment_id=payment.id)
     except CardDeclined as exc:
         payment.failure_message = exc.message
-        _release(payment, booking, reason=f"card declined: {exc.code}", state=PaymentState.FAILED, now=now)
+        release(payment, booking, reason=f"card declined: {exc.code}", state=PaymentState.FAILED, now=now)
         raise BookingError("card_declined") from exc
     except GatewayError as exc:
         raise BookingError("payment_unavailable") from exc
@@ -141,7 +142,7 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
     from anywhere, in any order.
     """
     now = now or now_utc()
-    payment = _lock(payment)
+    payment = lock_payment(payment)
     booking = payment.booking
     if payment.state == PaymentState.CAPTURED and booking.state != BookingState.HELD:
         # Captured money was accounted for when it was captured: the booking was
@@ -150,10 +151,10 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
         # that must not refund the rest, nor confirm a booking whose money went back.
         return {BookingState.EXPIRED: "refunded", BookingState.CANCELLED: "cancelled"}.get(
             BookingState(booking.state), "confirmed")
-    expired = booking.state != BookingState.HELD or booking.hold_expires_at <= now
+    expired = not booking.hold_is_live(now)
     if not payment.intent_id:
         if expired and booking.state == BookingState.HELD:
-            _release(payment, booking, reason="hold expired before any payment", state=PaymentState.CANCELED,
+            release(payment, booking, reason="hold expired before any payment", state=PaymentState.CANCELED,
                      now=now)
             return "released"
         return "waiting"
@@ -170,8 +171,8 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
     if failed or expired:
         reason = "authentication failed" if intent.error_code == FAILED_AUTH else (
             intent.error_message or ("hold expired" if expired else intent.status))
-        _release(payment, booking, reason=reason,
-                 state=PaymentState.FAILED if failed and not expired else PaymentState.CANCELED, now=now)
+        release(payment, booking, reason=reason,
+                state=PaymentState.FAILED if failed and not expired else PaymentState.CANCELED, now=now)
         return "released"
     return "waiting"
 
@@ -187,7 +188,7 @@ def _slot_free_for(booking: Booking, now: datetime) -> bool:
     if db.session.scalar(select(Booking.id).where(*others, active_clause(now)).limit(1)) is not None:
         return False
     lapsed = db.session.scalars(
-        select(Booking).where(*others, Booking.state == BookingState.HELD, Booking.hold_expires_at <= now)
+        select(Booking).where(*others, lapsed_hold_clause(now))
     ).all()
     for other in lapsed:
         other.transition(BookingState.EXPIRED, reason="retired by a late payment for the slot")
@@ -199,11 +200,9 @@ def _settle_paid(payment: Payment, booking: Booking, intent: IntentView, now: da
     # place_hold retires lapsed holds under the room lock, possibly while we
     # asked the provider: take that lock and read the booking again, so a hold
     # retired meanwhile is seen as late, and one we confirm is never retired.
-    _lock_room(booking.room_id)
+    lock_room(booking.room_id)
     db.session.get(Booking, booking.id, populate_existing=True)
-    ours = booking.state == BookingState.CONFIRMED or (
-        booking.state == BookingState.HELD and booking.hold_expires_at > now
-    )
+    ours = booking.state == BookingState.CONFIRMED or booking.hold_is_live(now)
     late = not ours
     if late and (booking.state not in (BookingState.HELD, BookingState.EXPIRED) or not _slot_free_for(booking, now)):
         return _return_late_payment(payment, booking, intent, now)
@@ -221,14 +220,14 @@ def _record_capture(payment: Payment, intent: IntentView) -> None:
         return
     payment.captured_amount = intent.amount
     payment.transition(PaymentState.CAPTURED, reason="captured")
-    _map(intent.charge_id, "charge", payment)
+    map_provider_id(intent.charge_id, "charge", payment)
     db.session.add(LedgerEntry(payment_id=payment.id, kind="capture", amount=intent.amount,
                                reference=intent.charge_id or intent.id))
 
 
 def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView, now: datetime) -> str:
     """The money came after the slot went to someone else: give it all back."""
-    from .refunds import refund
+    from .refunds import refund  # refunds builds on this module; imported here to avoid the cycle
 
     captured = intent.status != "requires_capture"
     if captured:
@@ -249,7 +248,7 @@ def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView,
     return "refunded"
 
 
-def _release(payment: Payment, booking: Booking, *, reason: str, state: PaymentState, now: datetime) -> None:
+def release(payment: Payment, booking: Booking, *, reason: str, state: PaymentState, now: datetime) -> None:
     """No money moves: cancel the intent if it can still be charged, and free the slot."""
     if payment.intent_id:
         try:
@@ -257,17 +256,11 @@ def _release(payment: Payment, booking: Booking, *, reason: str, state: PaymentS
         except GatewayError:
             # Already canceled or failed at the provider; an uncaptured intent can't be charged by us.
             current_app.logger.info("intent %s not cancelable", payment.intent_id)
-    if payment.state != state and state in _allowed(payment):
+    if payment.can_become(state):
         payment.transition(state, reason=reason)
     if booking.state == BookingState.HELD:
         target = BookingState.EXPIRED if booking.hold_expires_at <= now else BookingState.CANCELLED
         booking.transition(target, reason=reason)
-
-
-def _allowed(payment: Payment):
-    from ..models.payment import PAYMENT_TRANSITIONS
-
-    return PAYMENT_TRANSITIONS[PaymentState(payment.state)]
 
 
 def _late_payment_mail(booking: Booking):
@@ -292,7 +285,7 @@ def release_expired_holds(*, now: datetime | None = None, batch: int = 100) -> d
     """
     now = now or now_utc()
     counts: dict[str, int] = {}
-    expired = and_(Booking.state == BookingState.HELD, Booking.hold_expires_at <= now)
+    expired = lapsed_hold_clause(now)
     tried: set[int] = set()
     # Lock the payment row first, as settle does everywhere, so the job and a
     # webhook never wait on each other in opposite orders.

@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, Room, User, record
 from ..payments import GatewayError, RefundView, get_gateway
 from ..timeutil import now_utc
+from .checkout import lock_payment, map_provider_id, release
 from .errors import BookingError
 
 
@@ -50,12 +51,10 @@ def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None =
     Refuses more than what was captured and not yet refunded: localstripe
     would accept it, and so, for some errors, would a person.
     """
-    from .checkout import _lock
-
     # Checked and counted under the payment's row lock: two refunds at once
     # would otherwise both see the same refundable amount, and the second
     # write would overwrite the first while both went to the provider.
-    payment = _lock(payment)
+    payment = lock_payment(payment)
     if amount <= 0 or amount > payment.refundable:
         raise BookingError("over_refund", refundable=payment.refundable)
     item = Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount, reason=reason)
@@ -77,9 +76,7 @@ def send_refund(item: Refund) -> None:
     retry job, a second run of it, and the provider's charge.refunded event
     (which may outrun our own recording) never send or record it twice.
     """
-    from .checkout import _lock
-
-    payment = _lock(item.payment)
+    payment = lock_payment(item.payment)
     db.session.get(Refund, item.id, populate_existing=True)
     if item.state != RefundState.PENDING:
         return
@@ -98,9 +95,7 @@ def record_sent(item: Refund, view: RefundView) -> None:
     if item.state == RefundState.FAILED:
         payment.refunded_amount -= item.amount
     else:
-        from .checkout import _map
-
-        _map(view.id, "refund", payment)
+        map_provider_id(view.id, "refund", payment)
         db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=item.amount, reference=view.id))
     record("payment", payment.id, f"refund {item.state}", refund_id=item.id, provider_refund_id=view.id)
 
@@ -122,23 +117,19 @@ def retry_pending_refunds(*, now: datetime | None = None, older_than: timedelta 
 
 def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None) -> Refund | None:
     """A resident cancels their own booking; the refund follows the room's policy."""
-    from .checkout import _lock
-
     now = now or now_utc()
     # Lock, then judge the booking as it is now, not as the caller read it: a
     # webhook may have confirmed it meanwhile, and a paid booking cancelled as
     # a mere hold would keep the money without any refund.
-    payment = _lock(booking.payment) if booking.payment else None
+    payment = lock_payment(booking.payment) if booking.payment else None
     db.session.get(Booking, booking.id, with_for_update=True, populate_existing=True)
     if booking.user_id != user.id or booking.state not in (BookingState.HELD, BookingState.CONFIRMED):
         raise BookingError("not_cancellable")
     if now >= booking.start_at:
         raise BookingError("cancel_deadline")
     if booking.state == BookingState.HELD:
-        from .checkout import _release
-
         if payment:
-            _release(payment, booking, reason="cancelled by the resident before paying",
+            release(payment, booking, reason="cancelled by the resident before paying",
                      state=PaymentState.CANCELED, now=now)
         else:
             booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")

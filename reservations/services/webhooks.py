@@ -5,7 +5,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import LedgerEntry, Payment, ProviderObject, Refund, RefundState, WebhookEvent, record
 from ..payments import WebhookEventView, get_gateway
-from .checkout import payment_for_intent, settle
+from .checkout import lock_payment, map_provider_id, payment_for_intent, settle
 from .refunds import record_sent
 
 HANDLED = {
@@ -42,7 +42,7 @@ def _sync_refunds(charge_id: str) -> str:
     mapped = db.session.get(ProviderObject, charge_id)
     if mapped is None:
         return "unknown payment"
-    payment = db.session.get(Payment, mapped.payment_id, with_for_update=True, populate_existing=True)
+    payment = lock_payment(db.session.get(Payment, mapped.payment_id))
     ours = {r.id: r for r in db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))}
     known = {r.provider_refund_id for r in ours.values()}
     added = 0
@@ -62,7 +62,7 @@ def _sync_refunds(charge_id: str) -> str:
         db.session.add(Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount,
                               reason="provider", state=RefundState.SUCCEEDED, provider_refund_id=view.id))
         payment.refunded_amount += amount
-        db.session.add(ProviderObject(provider_id=view.id, kind="refund", payment_id=payment.id))
+        map_provider_id(view.id, "refund", payment)
         db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=amount, reference=view.id))
         record("payment", payment.id, "refund recorded from the provider", amount=amount, provider_refund_id=view.id)
         added += 1
