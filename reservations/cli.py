@@ -4,6 +4,7 @@ Commands are the unit of work: the services they call only flush, and each
 command commits once at the end, or rolls back and exits non-zero.
 """
 import os
+from contextlib import contextmanager
 from datetime import time
 from pathlib import Path
 
@@ -22,6 +23,21 @@ from .services.catalog import (
     parse_time_range,
     read_catalog,
 )
+
+
+@contextmanager
+def all_or_nothing(failure: str, nothing: str):
+    """A command's one transaction: committed at the end, or rolled back with a clear error."""
+    try:
+        yield
+    except CatalogError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{failure}: {exc}\n{nothing}") from None
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+
 
 facilities = AppGroup("facilities", help="Manage the facility catalog (buildings and rooms).")
 
@@ -47,17 +63,10 @@ facilities = AppGroup("facilities", help="Manage the facility catalog (buildings
 def import_facilities(file: Path, division_spec: str, hourly_hours: str, hourly_min: int,
                       hourly_max: int | None, hourly_step: int) -> None:
     """Create or update buildings and rooms from a catalog FILE (JSON); re-running updates in place."""
-    try:
+    with all_or_nothing(f"cannot import {file}", "Nothing was imported."):
         opens, closes = parse_time_range(hourly_hours)
         terms = HourlyTerms(opens, closes, hourly_min, hourly_max, hourly_step)
         result = import_catalog(read_catalog(file), parse_division_times(division_spec), hourly_terms=terms)
-    except CatalogError as exc:
-        db.session.rollback()
-        raise click.ClickException(f"cannot import {file}: {exc}\nNothing was imported.") from None
-    except Exception:
-        db.session.rollback()
-        raise
-    db.session.commit()
     for line in result.summary():
         click.echo(line)
 
@@ -179,19 +188,12 @@ def seed_demo() -> None:
         raise click.ClickException(
             f"the Chuo catalog is not at {path}; set FACILITY_DATA_DIR to the folder that holds {CHUO_CATALOG}"
         )
-    try:
+    with all_or_nothing(f"cannot seed the demo from {path}", "Nothing was seeded."):
         result = import_catalog(read_catalog(path), parse_division_times(CHUO_DIVISIONS))
         _name_chuo_in_english(result.rooms)
         closures = _close_monthly(result.rooms)
         sports = _seed_sports_centre()
         users = _seed_users()
-    except CatalogError as exc:
-        db.session.rollback()
-        raise click.ClickException(f"cannot seed the demo from {path}: {exc}\nNothing was seeded.") from None
-    except Exception:
-        db.session.rollback()
-        raise
-    db.session.commit()
 
     click.echo(f"Chuo catalog ({path}):")
     for line in result.summary():
