@@ -51,13 +51,18 @@ def run_job(job: Job) -> object:
 @jobs_cli.command("run")
 def run() -> None:
     """Run the scheduler in the foreground until stopped."""
-    app = current_app._get_current_object()
+    scheduler = build_scheduler(current_app._get_current_object())
+    click.echo(f"scheduler: {', '.join(j.id for j in JOBS)}")
+    scheduler.start()
+
+
+def build_scheduler(app) -> BlockingScheduler:
+    """Every job of the table, at most one run at a time, missed runs coalesced into one."""
     scheduler = BlockingScheduler(timezone=app.config["TIMEZONE"])
     for job in JOBS:
         scheduler.add_job(_in_context(app, job), "interval", seconds=job.seconds, id=job.id,
                           max_instances=1, coalesce=True, replace_existing=True)
-    click.echo(f"scheduler: {', '.join(j.id for j in JOBS)}")
-    scheduler.start()
+    return scheduler
 
 
 @jobs_cli.command("once")

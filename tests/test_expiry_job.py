@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from reservations.extensions import db
+from reservations.jobs import JOBS, build_scheduler
 from reservations.models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Receipt
 from reservations.payments import get_gateway
 from reservations.services import checkout
@@ -227,3 +228,12 @@ def test_the_jobs_command_runs_the_expiry_job_once(app, runner, localstripe, roo
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "release_expired_holds: {'released': 1}"
     assert db.session.get(Booking, booking_id).state == BookingState.EXPIRED
+
+
+def test_the_scheduler_runs_each_job_alone_and_coalesces_missed_runs(app):
+    scheduler = build_scheduler(app)
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {job.id for job in JOBS} >= {"release_expired_holds"}
+    assert jobs["release_expired_holds"].trigger.interval.total_seconds() == 60
+    assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
+    assert not scheduler.running  # building it never starts it: only `flask jobs run` does
