@@ -25,6 +25,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_view = "account.login"
     login_manager.login_message = _l("Please log in to see this page.")
     login_manager.login_message_category = "info"
+    # Flask-Login's "basic" protection writes `_fresh` into every anonymous
+    # session it meets, so each page and even a favicon 404 re-sent the whole
+    # cookie session; a response that started before the language switch then
+    # overwrote it with the old language. We never ask for fresh logins, so it
+    # protected nothing here.
+    login_manager.session_protection = None
     babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"])
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
