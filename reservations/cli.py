@@ -23,6 +23,7 @@ from .services.catalog import (
     parse_time_range,
     read_catalog,
 )
+from .timeutil import now_utc
 
 
 @contextmanager
@@ -172,7 +173,7 @@ def _seed_users() -> list[tuple[User, bool]]:
         user = db.session.scalar(select(User).filter_by(email=email))
         created = user is None
         if created:
-            user = User(email=email, name=name, role=role, residency=residency)
+            user = User(email=email, name=name, role=role, residency=residency, email_verified_at=now_utc())
             user.set_password(DEMO_PASSWORD)
             db.session.add(user)
         users.append((user, created))

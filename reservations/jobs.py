@@ -14,7 +14,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .extensions import db
-from .services.checkout import release_expired_holds
+from .services.expiry import release_expired_holds
 from .services.refunds import retry_pending_refunds
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from reservations import create_app
 from reservations.extensions import db
 from reservations.models import Building, Division, Letting, Residency, Role, Room, User
+from reservations.timeutil import now_utc
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHUO_DIVISIONS = [
@@ -161,9 +162,11 @@ def auth(client):
 
 @pytest.fixture
 def make_user(app):
-    """Create and commit a user; returns it. Password is 'correct horse'."""
+    """Create and commit a user; returns it. Password is 'correct horse'; the address is verified
+    unless `verified=False`."""
 
-    def make(email=None, *, residency=Residency.RESIDENT, role=Role.RESIDENT, name="山田 花子", **kw):
+    def make(email=None, *, residency=Residency.RESIDENT, role=Role.RESIDENT, name="山田 花子", verified=True, **kw):
+        kw.setdefault("email_verified_at", now_utc() if verified else None)
         user = User(email=email or f"u{uuid.uuid4().hex[:10]}@example.com", name=name,
                     residency=residency, role=role, **kw)
         user.set_password("correct horse")

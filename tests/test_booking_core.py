@@ -9,9 +9,9 @@ from reservations.extensions import db
 from reservations.models import AuditEntry, Booking, BookingState, IllegalTransition
 from reservations.services import booking as booking_service
 from reservations.services.availability import FREE, FULL, PARTLY, day_availability
-from reservations.services.checkout import release_expired_holds
+from reservations.services.cancellation import cancel_booking
 from reservations.services.errors import BookingError
-from reservations.services.refunds import cancel_booking
+from reservations.services.expiry import release_expired_holds
 from reservations.services.rules import division_slot
 
 DAY = date(2027, 2, 10)  # a plain Wednesday

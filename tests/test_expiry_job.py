@@ -11,7 +11,7 @@ from reservations.jobs import JOBS, build_scheduler
 from reservations.models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Receipt
 from reservations.payments import get_gateway
 from reservations.services import checkout
-from reservations.services.checkout import release_expired_holds
+from reservations.services.expiry import release_expired_holds
 from reservations.services.rules import division_slot
 from reservations.timeutil import now_utc
 from tests.helpers import (

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from reservations.extensions import db
 from reservations.models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Receipt, RefundState
 from reservations.services import booking as booking_service
-from reservations.services import checkout, rules
+from reservations.services import checkout, expiry, rules
 from reservations.timeutil import business_date, now_utc
 from tests.conftest import CHUO_DIVISIONS, free_port
 
@@ -229,7 +229,7 @@ def test_a_missing_or_malformed_token_is_a_400_never_a_500(client, hold, body):
 def test_paying_after_the_hold_ran_out_charges_nothing(client, hold, localstripe):
     made = hold()
     client.get(f"/bookings/{made.id}/pay")
-    checkout.release_expired_holds(now=made.hold_expires_at + timedelta(seconds=1))
+    expiry.release_expired_holds(now=made.hold_expires_at + timedelta(seconds=1))
 
     response = client.post(f"/bookings/{made.id}/pay", json={"token": localstripe.card_token()})
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from reservations.extensions import db
 from reservations.models import BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState
 from reservations.payments import get_gateway
-from reservations.services import checkout, refunds
+from reservations.services import cancellation, checkout, refund_policy, refunds
 from reservations.services.errors import BookingError
 from reservations.timeutil import local, now_utc
 from tests.helpers import (
@@ -57,7 +57,7 @@ def test_cancelling_refunds_by_the_default_policy_at_each_cut_off(
     payment = paid.payment
     when = paid.start_at - before_start
 
-    refund = refunds.cancel_booking(paid, resident, now=when)
+    refund = cancellation.cancel_booking(paid, resident, now=when)
     db.session.commit()
 
     assert paid.state == BookingState.CANCELLED
@@ -77,11 +77,11 @@ def test_cancelling_refunds_by_the_default_policy_at_each_cut_off(
 
 def test_the_policy_cut_offs_are_the_same_instants_in_tokyo(paid):
     start = paid.start_at
-    assert refunds.refund_percent(paid, start - 7 * DAY) == 100
-    assert refunds.refund_percent(paid, start - 7 * DAY + timedelta(seconds=1)) == 50
-    assert refunds.refund_percent(paid, start - 2 * DAY) == 50
-    assert refunds.refund_percent(paid, start - 2 * DAY + timedelta(seconds=1)) == 0
-    assert refunds.refund_percent(paid, start) == 0
+    assert refund_policy.refund_percent(paid, start - 7 * DAY) == 100
+    assert refund_policy.refund_percent(paid, start - 7 * DAY + timedelta(seconds=1)) == 50
+    assert refund_policy.refund_percent(paid, start - 2 * DAY) == 50
+    assert refund_policy.refund_percent(paid, start - 2 * DAY + timedelta(seconds=1)) == 0
+    assert refund_policy.refund_percent(paid, start) == 0
     assert local(start - 7 * DAY).time() == local(start).time()  # no DST in Japan: a day is 24 hours
 
 
@@ -91,7 +91,7 @@ def test_a_room_with_its_own_policy_refunds_by_it(app, localstripe, room, paid, 
     room.refund_policy = [{"days_before": 1, "percent": 30}, {"days_before": 3, "percent": 80}]
     db.session.commit()
 
-    refund = refunds.cancel_booking(paid, resident, now=paid.start_at - before_start)
+    refund = cancellation.cancel_booking(paid, resident, now=paid.start_at - before_start)
     db.session.commit()
 
     expected = 2800 * percent // 100
@@ -106,7 +106,7 @@ def test_cancelling_a_hold_before_paying_releases_the_intent_and_refunds_nothing
     checkout.ensure_intent(booking.payment)
     db.session.commit()
 
-    assert refunds.cancel_booking(booking, resident, now=now) is None
+    assert cancellation.cancel_booking(booking, resident, now=now) is None
     db.session.commit()
 
     assert booking.state == BookingState.CANCELLED and booking.payment.state == PaymentState.CANCELED
@@ -184,7 +184,7 @@ def test_a_refund_while_the_provider_is_unreachable_stays_pending_and_is_sent_la
         app, localstripe, paid, resident, now):
     payment = paid.payment
     with provider_down(app):
-        refund = refunds.cancel_booking(paid, resident, now=paid.start_at - 8 * DAY)
+        refund = cancellation.cancel_booking(paid, resident, now=paid.start_at - 8 * DAY)
         db.session.commit()
         assert refunds.retry_pending_refunds(now=now_utc() + 2 * MINUTE) == 1  # still down: stays pending
         db.session.commit()
@@ -223,7 +223,7 @@ def test_cancelling_a_hold_the_webhook_has_just_paid_refunds_by_the_policy(app, 
     assert webhook.json["outcome"] == "confirmed"
     db.session.add(booking)
 
-    refund = refunds.cancel_booking(booking, resident, now=now)
+    refund = cancellation.cancel_booking(booking, resident, now=now)
     db.session.commit()
 
     assert booking.state == BookingState.CANCELLED
@@ -233,7 +233,7 @@ def test_cancelling_a_hold_the_webhook_has_just_paid_refunds_by_the_policy(app, 
 
 def test_two_retry_runs_at_once_send_a_pending_refund_once(app, localstripe, paid, resident):
     with provider_down(app):
-        refund = refunds.cancel_booking(paid, resident, now=paid.start_at - 8 * DAY)
+        refund = cancellation.cancel_booking(paid, resident, now=paid.start_at - 8 * DAY)
         db.session.commit()
     refund_id, payment_id = refund.id, paid.payment.id
     when = now_utc() + 2 * MINUTE

@@ -14,7 +14,7 @@ from ..models import ACTIVE_STATES, Booking, BookingState, Payment, PaymentState
 from ..payments import GatewayError, get_gateway
 from ..public.routes import MAX_ID, room_or_404
 from ..services import booking as booking_service
-from ..services import checkout, pricing, refunds, rules
+from ..services import cancellation, checkout, pricing, refund_policy, rules
 from ..services.errors import BookingError
 from ..timeutil import business_date, now_utc
 from . import bp
@@ -99,7 +99,7 @@ def review(room_id: int):
         price=price,
         paid_online=paid_online,
         hold_minutes=current_app.config["HOLD_MINUTES"],
-        refund_schedule=refunds.refund_schedule(room, slot.start_at) if paid_online else [],
+        refund_schedule=refund_policy.refund_schedule(room, slot.start_at) if paid_online else [],
         now=now,
     )
 
@@ -265,8 +265,8 @@ def detail(booking_id: int):
         receipt=_receipt_of(booking),
         hold_live=payment is not None and booking.hold_is_live(now),
         cancellable=booking.state in ACTIVE_STATES and now < booking.start_at,
-        refund_now=refunds.refund_if_cancelled(booking, now),
-        refund_schedule=refunds.refund_schedule(booking.room, booking.start_at),
+        refund_now=refund_policy.refund_if_cancelled(booking, now),
+        refund_schedule=refund_policy.refund_schedule(booking.room, booking.start_at),
         now=now,
         form=CancelForm(),
     )
@@ -279,7 +279,7 @@ def cancel(booking_id: int):
     if not CancelForm().validate_on_submit():
         abort(400)
     try:
-        refund = refunds.cancel_booking(booking, current_user._get_current_object())
+        refund = cancellation.cancel_booking(booking, current_user._get_current_object())
     except BookingError as exc:
         db.session.rollback()
         flash(exc.message, "error")

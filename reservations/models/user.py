@@ -32,6 +32,10 @@ class User(UserMixin, db.Model):
     __table_args__ = (
         CheckConstraint("residency IN ('resident','worker','student','outside')", name="residency"),
         CheckConstraint("role IN ('resident','staff','finance','admin')", name="role"),
+        # Addresses are stored lowercased (services.accounts.normalise_email), so the
+        # unique index on email serves look-ups without lower().
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+        CheckConstraint("session_version >= 1", name="session_version"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -43,12 +47,21 @@ class User(UserMixin, db.Model):
     phone: Mapped[str | None] = mapped_column(String(32))
     locale: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # Set when the owner followed the signed link mailed at sign-up; until then no holds.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every session's identity: bumping it (logout, password change, reset)
+    # invalidates every cookie issued before.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def is_staff(self) -> bool:

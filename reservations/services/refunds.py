@@ -1,4 +1,4 @@
-"""Refunds: by the room's policy when a resident cancels, in full when a late payment lost its slot.
+"""Refunds: recorded, then sent to the provider (the policy that decides how much is services.refund_policy).
 
 A refund is recorded (pending, and counted against what may still be refunded)
 and committed before the provider is asked, then marked succeeded. A crash in
@@ -10,39 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, Room, User, record
+from ..models import LedgerEntry, Payment, Refund, RefundState, record
 from ..payments import GatewayError, RefundView, get_gateway
 from ..timeutil import now_utc
-from .checkout import lock_payment, map_provider_id, release
+from .checkout import lock_payment, map_provider_id
 from .errors import BookingError
-
-
-def refund_percent(booking: Booking, now: datetime) -> int:
-    """The percentage the room's policy gives back if cancelled at `now`.
-
-    Tiers are (days_before, percent): a tier applies until exactly
-    start − days_before days, to the minute, in Tokyo (Japan has no DST, so a
-    day is always 24 hours).
-    """
-    if now >= booking.start_at:
-        return 0
-    return max((percent for until, percent in refund_schedule(booking.room, booking.start_at) if now <= until),
-               default=0)
-
-
-def refund_schedule(room: Room, start_at: datetime) -> list[tuple[datetime, int]]:
-    """The room's policy for a slot as (until, percent), earliest cut-off first."""
-    tiers = sorted(room.refund_policy or [], key=lambda tier: -tier["days_before"])
-    return [(start_at - timedelta(days=tier["days_before"]), tier["percent"]) for tier in tiers]
-
-
-def refund_if_cancelled(booking: Booking, now: datetime) -> tuple[int, int] | None:
-    """(percent, yen) that cancelling at `now` gives back; None when nothing was paid."""
-    payment = booking.payment
-    if payment is None or payment.state != PaymentState.CAPTURED:
-        return None
-    percent = refund_percent(booking, now)
-    return percent, min(payment.captured_amount * percent // 100, payment.refundable)
 
 
 def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None = None) -> Refund:
@@ -113,29 +85,3 @@ def retry_pending_refunds(*, now: datetime | None = None, older_than: timedelta 
         send_refund(item)
         db.session.commit()
     return len(pending)
-
-
-def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None) -> Refund | None:
-    """A resident cancels their own booking; the refund follows the room's policy."""
-    now = now or now_utc()
-    # Lock, then judge the booking as it is now, not as the caller read it: a
-    # webhook may have confirmed it meanwhile, and a paid booking cancelled as
-    # a mere hold would keep the money without any refund.
-    payment = lock_payment(booking.payment) if booking.payment else None
-    db.session.get(Booking, booking.id, with_for_update=True, populate_existing=True)
-    if booking.user_id != user.id or booking.state not in (BookingState.HELD, BookingState.CONFIRMED):
-        raise BookingError("not_cancellable")
-    if now >= booking.start_at:
-        raise BookingError("cancel_deadline")
-    if booking.state == BookingState.HELD:
-        if payment:
-            release(payment, booking, reason="cancelled by the resident before paying",
-                     state=PaymentState.CANCELED, now=now)
-        else:
-            booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")
-        return None
-    percent, amount = refund_if_cancelled(booking, now) or (refund_percent(booking, now), 0)
-    booking.transition(BookingState.CANCELLED, actor_id=user.id, reason=f"cancelled by the resident ({percent}%)")
-    if amount:
-        return refund(payment, amount, reason="policy", actor_id=user.id)
-    return None

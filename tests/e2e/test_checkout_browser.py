@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from reservations.extensions import db
 from reservations.models import Booking, BookingState, LedgerEntry, PaymentState, Receipt
 from reservations.payments import get_gateway
-from reservations.services import checkout, rules
+from reservations.services import expiry, rules
 from reservations.timeutil import business_date, now_utc
 
 pytestmark = pytest.mark.e2e
@@ -198,7 +198,7 @@ def test_an_abandoned_payment_page_frees_the_slot_when_the_hold_runs_out(page, r
     expect_morning(page, room_id, day, "Taken")
     # ... and the expiry job, run as if it were just past the hold, releases it.
     expires = db_read(lambda: db.session.get(Booking, booking_id).hold_expires_at)
-    counts = checkout.release_expired_holds(now=expires + timedelta(seconds=1))
+    counts = expiry.release_expired_holds(now=expires + timedelta(seconds=1))
     db.session.rollback()
     assert counts == {"released": 1}
 
