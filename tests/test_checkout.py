@@ -306,7 +306,7 @@ def test_a_payment_after_the_slot_was_taken_releases_the_authorisation_and_tells
     db.session.commit()
 
     assert fetch_intent(localstripe, intent_id)["status"] == "canceled"  # the authorisation is released
-    assert payment.state == PaymentState.CANCELED and payment.captured_amount == 0
+    assert payment.state == PaymentState.CANCELLED and payment.captured_amount == 0
     assert count(LedgerEntry) == 0 and count(Refund) == 0 and count(Receipt) == 0
     assert booking.state == BookingState.EXPIRED and other.state == BookingState.HELD
     [case] = db.session.scalars(select(AttentionCase)).all()
@@ -461,7 +461,7 @@ def test_settling_with_a_booking_read_before_another_resident_retired_its_hold_r
     assert checkout.settle(payment, now=just_before) == "refunded"
     db.session.commit()
 
-    assert booking.state == BookingState.EXPIRED and payment.state == PaymentState.CANCELED
+    assert booking.state == BookingState.EXPIRED and payment.state == PaymentState.CANCELLED
     assert fetch_intent(localstripe, intent_id)["status"] == "canceled"
     assert db.session.get(Booking, other_id).state == BookingState.HELD
     assert count(LedgerEntry) == 0 and count(AttentionCase) == 1

@@ -65,7 +65,7 @@ def test_an_expired_unpaid_hold_is_released_and_its_intent_canceled(app, localst
 
     assert release_expired_holds(now=later(booking)) == {"released": 1}
 
-    assert booking.state == BookingState.EXPIRED and booking.payment.state == PaymentState.CANCELED
+    assert booking.state == BookingState.EXPIRED and booking.payment.state == PaymentState.CANCELLED
     assert fetch_intent(localstripe, booking.payment.intent_id)["status"] == "canceled"
     assert ("held->expired", "hold expired") in audit_actions("booking", booking.id)
 
@@ -75,7 +75,7 @@ def test_an_expired_hold_whose_pay_page_was_never_opened_is_released_without_the
     booking = book(resident, room, now=now)
     with provider_down(app):
         assert release_expired_holds(now=later(booking)) == {"released": 1}
-    assert booking.state == BookingState.EXPIRED and booking.payment.state == PaymentState.CANCELED
+    assert booking.state == BookingState.EXPIRED and booking.payment.state == PaymentState.CANCELLED
 
 
 def test_a_live_hold_is_left_alone(app, localstripe, room, resident, now):
@@ -105,7 +105,7 @@ def test_a_hold_stuck_in_3d_secure_past_its_expiry_is_released_and_charges_nothi
 
     assert release_expired_holds(now=later(booking)) == {"released": 1}
 
-    assert booking.state == BookingState.EXPIRED and booking.payment.state == PaymentState.CANCELED
+    assert booking.state == BookingState.EXPIRED and booking.payment.state == PaymentState.CANCELLED
     assert fetch_intent(localstripe, intent.id)["status"] == "canceled"
     assert finish_3d_secure(localstripe, intent.id, success=True).status_code == 400  # too late to pay
     assert booking.payment.captured_amount == 0 and count(LedgerEntry) == 0
@@ -192,7 +192,7 @@ def test_two_job_runs_at_once_never_handle_a_hold_twice(app, localstripe, room, 
         assert booking.state == BookingState.EXPIRED
         assert [a for a, _ in audit_actions("booking", booking_id)] == ["held", "held->expired"]
         assert [a for a, _ in audit_actions("payment", booking.payment.id)] == [
-            "created", "new->pending", "pending->canceled"]
+            "created", "new->pending", "pending->cancelled"]
 
 
 # -- the job and the webhook at once ---------------------------------------------------------------------

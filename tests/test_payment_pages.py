@@ -358,7 +358,7 @@ def test_cancelling_a_hold_before_paying_releases_it(client, hold):
 
     assert "Your booking has been cancelled." in text(client.get(response.headers["Location"]))
     fresh(made)
-    assert made.state == BookingState.CANCELLED and made.payment.state == PaymentState.CANCELED
+    assert made.state == BookingState.CANCELLED and made.payment.state == PaymentState.CANCELLED
 
 
 # --- CSRF: pay.js sends the token in a header -------------------------------------------

@@ -109,7 +109,7 @@ def test_cancelling_a_hold_before_paying_releases_the_intent_and_refunds_nothing
     assert cancellation.cancel_booking(booking, resident, now=now) is None
     db.session.commit()
 
-    assert booking.state == BookingState.CANCELLED and booking.payment.state == PaymentState.CANCELED
+    assert booking.state == BookingState.CANCELLED and booking.payment.state == PaymentState.CANCELLED
     assert fetch_intent(localstripe, booking.payment.intent_id)["status"] == "canceled"
     assert count(Refund) == 0
 

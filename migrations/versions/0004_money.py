@@ -16,8 +16,20 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # One spelling for our own states: "cancelled", as bookings already had it.
+    # (The provider's own words, such as an intent's "canceled" status, stay as it spells them.)
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_constraint('state', type_='check')
+    op.execute("UPDATE payments SET state = 'cancelled' WHERE state = 'canceled'")
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_check_constraint(
+            'state', "state IN ('new','pending','authorized','captured','failed','cancelled')")
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_constraint('state', type_='check')
+    op.execute("UPDATE payments SET state = 'canceled' WHERE state = 'cancelled'")
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_check_constraint(
+            'state', "state IN ('new','pending','authorized','captured','failed','canceled')")

@@ -26,7 +26,7 @@ PAYMENT_STATES = {
     PaymentState.AUTHORIZED: _l("Card authorised"),
     PaymentState.CAPTURED: _l("Paid"),
     PaymentState.FAILED: _l("Not paid: nothing was charged"),
-    PaymentState.CANCELED: _l("Not paid: nothing was charged"),
+    PaymentState.CANCELLED: _l("Not paid: nothing was charged"),
 }
 REFUND_STATES = {
     RefundState.PENDING: _l("Being processed"),

@@ -17,22 +17,22 @@ class PaymentState(enum.StrEnum):
     AUTHORIZED = "authorized"  # the card is authorised, not yet captured
     CAPTURED = "captured"  # the money is ours (refunds are tracked in refunded_amount)
     FAILED = "failed"  # declined or abandoned; no money moved
-    CANCELED = "canceled"  # the authorisation was released; no money moved
+    CANCELLED = "cancelled"  # the authorisation was released; no money moved
 
 
 PAYMENT_TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
-    PaymentState.NEW: frozenset({PaymentState.PENDING, PaymentState.FAILED, PaymentState.CANCELED,
+    PaymentState.NEW: frozenset({PaymentState.PENDING, PaymentState.FAILED, PaymentState.CANCELLED,
                                  PaymentState.AUTHORIZED, PaymentState.CAPTURED}),
     PaymentState.PENDING: frozenset({PaymentState.AUTHORIZED, PaymentState.CAPTURED, PaymentState.FAILED,
-                                     PaymentState.CANCELED}),
-    PaymentState.AUTHORIZED: frozenset({PaymentState.CAPTURED, PaymentState.CANCELED}),
+                                     PaymentState.CANCELLED}),
+    PaymentState.AUTHORIZED: frozenset({PaymentState.CAPTURED, PaymentState.CANCELLED}),
     # A success is final: no later failure may overwrite it.
     PaymentState.CAPTURED: frozenset(),
     # A declined card may be retried on the same intent while the hold lasts,
     # and a late success after a failure must still be recorded.
     PaymentState.FAILED: frozenset({PaymentState.PENDING, PaymentState.AUTHORIZED, PaymentState.CAPTURED,
-                                    PaymentState.CANCELED}),
-    PaymentState.CANCELED: frozenset({PaymentState.CAPTURED}),
+                                    PaymentState.CANCELLED}),
+    PaymentState.CANCELLED: frozenset({PaymentState.CAPTURED}),
 }
 
 
@@ -50,7 +50,7 @@ class Payment(db.Model):
         # Never refund more than was captured: the database says no too.
         CheckConstraint("refunded_amount >= 0 AND refunded_amount <= captured_amount", name="refunded"),
         CheckConstraint(
-            "state IN ('new','pending','authorized','captured','failed','canceled')", name="state"
+            "state IN ('new','pending','authorized','captured','failed','cancelled')", name="state"
         ),
     )
 

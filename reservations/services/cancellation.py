@@ -25,7 +25,7 @@ def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None)
     if booking.state == BookingState.HELD:
         if payment:
             release(payment, booking, reason="cancelled by the resident before paying",
-                     state=PaymentState.CANCELED, now=now)
+                     state=PaymentState.CANCELLED, now=now)
         else:
             booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")
         return None

@@ -154,7 +154,7 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
     expired = not booking.hold_is_live(now)
     if not payment.intent_id:
         if expired and booking.state == BookingState.HELD:
-            release(payment, booking, reason="hold expired before any payment", state=PaymentState.CANCELED,
+            release(payment, booking, reason="hold expired before any payment", state=PaymentState.CANCELLED,
                      now=now)
             return "released"
         return "waiting"
@@ -163,7 +163,7 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
         return _settle_paid(payment, booking, intent, now)
     if payment.state == PaymentState.CAPTURED:
         return "confirmed"  # a stale failure never overwrites a success
-    if payment.state in (PaymentState.FAILED, PaymentState.CANCELED) and booking.state != BookingState.HELD:
+    if payment.state in (PaymentState.FAILED, PaymentState.CANCELLED) and booking.state != BookingState.HELD:
         return "released"  # released before; a late failure event has nothing left to do
     if intent.status == "processing":
         return "waiting"
@@ -172,7 +172,7 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
         reason = "authentication failed" if intent.error_code == FAILED_AUTH else (
             intent.error_message or ("hold expired" if expired else intent.status))
         release(payment, booking, reason=reason,
-                state=PaymentState.FAILED if failed and not expired else PaymentState.CANCELED, now=now)
+                state=PaymentState.FAILED if failed and not expired else PaymentState.CANCELLED, now=now)
         return "released"
     return "waiting"
 
@@ -234,7 +234,7 @@ def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView,
         _record_capture(payment, intent)
     else:
         get_gateway().cancel(intent.id, payment_id=payment.id)  # releasing an authorisation costs nothing
-        payment.transition(PaymentState.CANCELED, reason="authorised after the slot was taken; released")
+        payment.transition(PaymentState.CANCELLED, reason="authorised after the slot was taken; released")
     if booking.state == BookingState.HELD:
         booking.transition(BookingState.EXPIRED, reason="paid after the hold ran out; slot taken")
     db.session.add(AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken",

@@ -203,7 +203,7 @@ def test_an_abandoned_payment_page_frees_the_slot_when_the_hold_runs_out(page, r
     assert counts == {"released": 1}
 
     expect_morning(page, room_id, day, "Free")
-    assert db_read(lambda: states(booking_id)) == (BookingState.EXPIRED, PaymentState.CANCELED, 0)
+    assert db_read(lambda: states(booking_id)) == (BookingState.EXPIRED, PaymentState.CANCELLED, 0)
     page.goto(f"/bookings/{booking_id}/pay")
     page.wait_for_url(f"**/bookings/{booking_id}")
     expect(page.get_by_text("Your hold on this slot has run out.")).to_be_visible()
