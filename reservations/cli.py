@@ -125,9 +125,10 @@ DEMO_USERS = [
 
 
 def facility_data_dir(app: Flask) -> Path:
-    """Where the ward catalogs live: $FACILITY_DATA_DIR, else shared/data/facilities beside the checkout."""
+    """Where the ward catalogs live: $FACILITY_DATA_DIR, else the repository's own data/facilities,
+    so that a bare clone seeds its demo with nothing beside it."""
     override = os.environ.get("FACILITY_DATA_DIR")
-    return Path(override) if override else Path(app.root_path).parent.parent / "shared/data/facilities"
+    return Path(override) if override else Path(app.root_path).parent / "data" / "facilities"
 
 
 def _name_chuo_in_english(rooms: list[Room]) -> None:
