@@ -88,6 +88,14 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the old one. With
+            # foreign keys on, that DROP deletes the rows that point at it (or,
+            # for ON DELETE SET NULL, silently blanks them, e.g. audit actors).
+            # The pragma only takes effect outside a transaction, so it is set
+            # on the raw connection, and checked once the migrations are done.
+            _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -96,6 +104,17 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows pointing at nothing: {broken[:5]}")
+        if sqlite:
+            _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
+
+
+def _sqlite_pragma(connection, sql: str) -> None:
+    raw = connection.connection.driver_connection
+    raw.execute(sql)
 
 
 if context.is_offline_mode():
