@@ -26,6 +26,9 @@ translations: install
 # The seeded demo on SQLite at http://127.0.0.1:5000/, paying through localstripe
 # (a fake Stripe on 127.0.0.1:8420: card 4242 4242 4242 4242, any future date, any CVC),
 # with the job scheduler beside it. Ctrl-C stops all three.
+# Development mode keeps config.py's development secrets; anything else (a bare
+# `gunicorn wsgi:app` or `flask ...`) is production and refuses them.
+run: export APP_ENV := development
 run: install translations
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo

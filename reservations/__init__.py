@@ -6,14 +6,19 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import event
 
-from .extensions import babel, csrf, db, login_manager, migrate
+from .extensions import babel, csrf, db, limiter, login_manager, migrate
 
 
 def create_app(test_config: dict | None = None) -> Flask:
+    import config as settings  # beside wsgi.py, not in the package
+
     app = Flask(__name__, instance_relative_config=True, template_folder="../templates")
-    app.config.from_object("config.Config")
+    app.config.from_object(settings.Config)
+    app.config.update(settings.mode_settings(settings.app_env(test_config)))
     if test_config:
         app.config.update(test_config)
+    # Before anything opens a database or a port: production never runs on development secrets.
+    settings.check_settings(app.config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     from . import models  # noqa: F401  (registers every table for migrations)
@@ -22,6 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)  # the limits themselves: reservations/limits.py
     login_manager.login_view = "account.login"
     login_manager.login_message = _l("Please log in to see this page.")
     login_manager.login_message_category = "info"
@@ -36,8 +42,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         if db.engine.dialect.name == "sqlite":
             _serialise_sqlite_writes(db.engine)
 
-    from . import cli, filters, views
+    from . import cli, filters, security, views
 
+    security.init_app(app)
     views.register(app)
     cli.register(app)
     from .jobs import jobs_cli
@@ -60,14 +67,16 @@ def select_locale() -> str:
 
 
 def _serialise_sqlite_writes(engine) -> None:
-    """Make every SQLite transaction BEGIN IMMEDIATE.
+    """Make every SQLite transaction that writes BEGIN IMMEDIATE; page views begin DEFERRED.
 
     pysqlite's own transaction handling begins lazily and deferred, so two
     bookings could both read "free" and then both write. Taking the write lock
-    at BEGIN serialises transactions, so the overlap check and the insert
-    happen as one step. The cost, all writers in one queue, suits the embedded
-    default; production runs PostgreSQL.
+    at BEGIN serialises writers, so the overlap check and the insert happen as
+    one step. Page views only read: they begin DEFERRED and, in WAL mode, never
+    wait on a writer. Which units of work write, and what happens to a write
+    in a read transaction: reservations/db_mode.py.
     """
+    from . import db_mode
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
@@ -80,4 +89,9 @@ def _serialise_sqlite_writes(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = db_mode.unit_of_work_mode()
+        conn.info[db_mode.MODE_KEY] = mode
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == db_mode.WRITE else "BEGIN DEFERRED")
+
+    event.listen(engine, "before_cursor_execute", db_mode.refuse_writes_in_reads)
+    current_app.teardown_request(db_mode.end_read_transaction)

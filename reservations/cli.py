@@ -61,13 +61,21 @@ facilities = AppGroup("facilities", help="Manage the facility catalog (buildings
               help="Longest booking of an hourly room, in minutes (default: no limit).")
 @click.option("--hourly-step", type=click.IntRange(min=1), default=60, show_default=True,
               help="Booking step of an hourly room, in minutes.")
+@click.option("--strict", is_flag=True,
+              help="Refuse the whole file for a flaw in any room, instead of importing that room "
+                   "as not bookable online.")
 def import_facilities(file: Path, division_spec: str, hourly_hours: str, hourly_min: int,
-                      hourly_max: int | None, hourly_step: int) -> None:
-    """Create or update buildings and rooms from a catalog FILE (JSON); re-running updates in place."""
+                      hourly_max: int | None, hourly_step: int, strict: bool) -> None:
+    """Create or update buildings and rooms from a catalog FILE (JSON); re-running updates in place.
+
+    A room whose record has a flaw is imported as not bookable online, with the reason in the
+    summary; a malformed file (or, with --strict, any flaw) imports nothing and exits non-zero.
+    """
     with all_or_nothing(f"cannot import {file}", "Nothing was imported."):
         opens, closes = parse_time_range(hourly_hours)
         terms = HourlyTerms(opens, closes, hourly_min, hourly_max, hourly_step)
-        result = import_catalog(read_catalog(file), parse_division_times(division_spec), hourly_terms=terms)
+        result = import_catalog(read_catalog(file), parse_division_times(division_spec), hourly_terms=terms,
+                                strict=strict)
     for line in result.summary():
         click.echo(line)
 

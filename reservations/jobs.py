@@ -5,6 +5,8 @@ reloader's child): only this command starts it. Each job is small,
 idempotent and safe to run in two processes at once (row locks with SKIP
 LOCKED), and APScheduler adds max_instances=1 and coalesce within a process.
 """
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,8 +16,10 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .extensions import db
+from .services.checkout import capture_confirmed_authorisations
 from .services.expiry import release_expired_holds
 from .services.refunds import retry_pending_refunds
+from .services.webhooks import prune_webhook_events
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,9 @@ class Job:
 
 JOBS = (
     Job("release_expired_holds", lambda: release_expired_holds(), 60),
-    Job("retry_pending_refunds", lambda: retry_pending_refunds(), 300),
+    Job("retry_pending_refunds", lambda: retry_pending_refunds(), 60),  # each refund waits its own backoff
+    Job("capture_confirmed_authorisations", lambda: capture_confirmed_authorisations(), 60),
+    Job("prune_webhook_events", lambda: prune_webhook_events(), 3600),
 )
 
 jobs_cli = AppGroup("jobs", help="Run the periodic jobs.")
@@ -35,10 +41,12 @@ jobs_cli = AppGroup("jobs", help="Run the periodic jobs.")
 
 def run_job(job: Job) -> object:
     """Run one job in the current app context, as one unit of work."""
+    started = time.monotonic()
     try:
         result = job.func()
         db.session.commit()
-        current_app.logger.info("job %s: %s", job.id, result)
+        # One line per run, with its counts: what an operator greps for.
+        current_app.logger.info("job %s: %s in %.2f s", job.id, _counts(result), time.monotonic() - started)
         return result
     except Exception:
         db.session.rollback()
@@ -48,9 +56,22 @@ def run_job(job: Job) -> object:
         db.session.remove()
 
 
+def _counts(result: object) -> str:
+    if isinstance(result, dict):
+        return " ".join(f"{key}={value}" for key, value in sorted(result.items())) or "nothing to do"
+    return str(result)
+
+
+def show_job_log(app) -> None:
+    """Let the per-run lines through to stderr: Flask's logger inherits WARNING from the root otherwise."""
+    if app.logger.level == logging.NOTSET:
+        app.logger.setLevel(logging.INFO)
+
+
 @jobs_cli.command("run")
 def run() -> None:
     """Run the scheduler in the foreground until stopped."""
+    show_job_log(current_app)
     scheduler = build_scheduler(current_app._get_current_object())
     click.echo(f"scheduler: {', '.join(j.id for j in JOBS)}")
     scheduler.start()
@@ -72,6 +93,7 @@ def once(job_id: str) -> None:
     job = {j.id: j for j in JOBS}.get(job_id)
     if job is None:
         raise click.BadParameter(f"unknown job; choose one of {', '.join(j.id for j in JOBS)}")
+    show_job_log(current_app)
     click.echo(f"{job_id}: {run_job(job)}")
 
 

@@ -1,9 +1,12 @@
 """Blueprints, the language switch and error pages."""
 from urllib.parse import urlparse
 
-from flask import jsonify, redirect, render_template, request, session, url_for
+from flask import abort, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+
+# The endpoints whose bodies are JSON: the payment page's fetch calls and the provider's events.
+JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "webhooks.stripe_events"})
 
 
 def register(app) -> None:
@@ -18,6 +21,19 @@ def register(app) -> None:
     app.register_blueprint(bookings_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(staff_bp)
+
+    @app.before_request
+    def forms_take_no_json():
+        # Flask-WTF reads a JSON body as the form (MultiDict(request.get_json())), so a
+        # list, a number, a nested value or a body nested thousands deep crashed inside
+        # WTForms. Only the endpoints that speak JSON may be sent it.
+        if request.is_json and request.endpoint not in JSON_ENDPOINTS and request.method not in ("GET", "HEAD"):
+            abort(415)
+
+    @app.errorhandler(415)
+    def unsupported_media_type(exc):
+        message = _("This form cannot be sent as JSON. Please use the page's form.")
+        return jsonify(status="error", message=message, retry=False), 415
 
     @app.post("/lang/<code>")
     def set_language(code: str):
@@ -43,6 +59,22 @@ def register(app) -> None:
     @app.errorhandler(405)
     def method_not_allowed(exc):
         return render_template("error.html", message=_("That action is not allowed here.")), 405
+
+    @app.errorhandler(413)
+    def request_too_large(exc):
+        # A body over MAX_CONTENT_LENGTH, refused before anything reads it.
+        message = _("What you sent is too large to accept.")
+        if request.is_json:  # the payment page's fetch calls and the provider's webhooks
+            return jsonify(status="error", message=message, retry=False), 413
+        return render_template("error.html", message=message), 413
+
+    @app.errorhandler(429)
+    def too_many_requests(exc):
+        # Raised by the rate limits (reservations/limits.py); Flask-Limiter adds Retry-After after this.
+        message = _("Too many attempts in a short time. Please wait a while and try again.")
+        if request.is_json:  # the payment page's fetch calls show this in their alert
+            return jsonify(status="error", message=message, retry=False), 429
+        return render_template("error.html", message=message), 429
 
 
 def safe_next(target: str | None) -> str:

@@ -26,6 +26,9 @@ from reservations.extensions import db
 from reservations.models import Building, Division, Letting, Residency, Role, Room, User
 from reservations.timeutil import now_utc
 
+# The suite runs in test mode whatever the shell or CI says: with APP_ENV unset the app would be
+# production, which refuses the test settings. create_app reads it each time (config.app_env).
+os.environ["APP_ENV"] = "test"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHUO_DIVISIONS = [
     ("MORNING", time(9), time(12), 2800, 2800),
@@ -91,6 +94,9 @@ def app_config(tmp_path, request) -> dict:
         "MAX_ACTIVE_BOOKINGS": 5,
         "HOLD_MINUTES": 10,
         "PAYMENTS_ENABLED": False,
+        # Limits stay on, counted in memory: each test's app starts with empty counters (tests/test_rate_limits.py
+        # proves the limits, on Redis too).
+        "RATELIMIT_STORAGE_URI": "memory://",
     }
     if request.node.get_closest_marker("payments"):
         config.update(request.getfixturevalue("localstripe").config)
@@ -242,7 +248,7 @@ def login_as(client):
 
     def login(user):
         with client.session_transaction() as sess:
-            sess["_user_id"] = str(user.id)
+            sess["_user_id"] = user.get_id()  # "<id>:<session version>", as login_user stores it
             sess["_fresh"] = True
         return user
 
@@ -314,3 +320,29 @@ def localstripe_server():
 def localstripe(localstripe_server):
     localstripe_server.reset()
     return localstripe_server
+
+
+@pytest.fixture
+def paid(localstripe, room, resident, now):
+    """A confirmed MORNING (09:00) booking about two weeks ahead, paid 2,800 yen by card at localstripe."""
+    from reservations.services import checkout
+    from tests.helpers import book
+
+    booking = book(resident, room, now=now)
+    assert checkout.pay(booking.payment, token=localstripe.card_token(), now=now)[0] == "confirmed"
+    db.session.commit()
+    return booking
+
+
+@pytest.fixture
+def empty_database(backend, tmp_path):
+    """An empty database of its own on the backend, for tests that run the migrations themselves."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    name = f"reservations_migr_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _pg_url(name).replace("postgresql://", "postgresql+psycopg://")
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from flask import template_rendered
 from sqlalchemy import func, select
 
 from reservations.extensions import db
@@ -30,8 +31,10 @@ def user_count() -> int:
 
 
 def logged_in_user_id(client) -> str | None:
+    """The user id of the session, without its session version ("<id>:<version>")."""
     with client.session_transaction() as sess:
-        return sess.get("_user_id")
+        session_id = sess.get("_user_id")
+    return session_id.partition(":")[0] if session_id else None
 
 
 def text(response) -> str:
@@ -51,11 +54,17 @@ def outbox(app) -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
 
 
-def reset_link(message) -> str:
+def mailed_link(message, path: str) -> str:
+    """The path of the link to `path` in the mail; the link must be on PUBLIC_BASE_URL."""
     body = message.get_body(("plain",)).get_content()
-    match = re.search(r"http://localhost(/account/reset/\S+)", body)
+    match = re.search(r"(\S+)(" + re.escape(path) + r"\S*)", body)
     assert match, body
-    return match.group(1)
+    assert match.group(1) == "http://127.0.0.1:5000", body  # config.PUBLIC_BASE_URL, never the request's host
+    return match.group(2)
+
+
+def reset_link(message) -> str:
+    return mailed_link(message, "/account/reset/")
 
 
 def can_log_in(client, email, password) -> bool:
@@ -66,16 +75,22 @@ def can_log_in(client, email, password) -> bool:
 
 # --- sign up -----------------------------------------------------------------------------------
 
-def test_signup_creates_the_account_and_logs_in(client):
+def test_signup_creates_an_unverified_account_and_mails_the_confirmation_link(app, client):
     response = client.post("/account/signup", data=signup_data(phone="03-1234-5678"))
 
     assert response.status_code == 302
+    assert response.headers["Location"] == "/account/signup/sent"
     user = db.session.scalars(select(User)).one()
     assert (user.name, user.email, user.residency, user.phone) == ("佐藤 太郎", "taro@example.com", "worker",
                                                                  "03-1234-5678")
     assert user.check_password("a long passphrase")
     assert user.locale == "ja"
-    assert logged_in_user_id(client) == str(user.id)
+    assert user.email_verified_at is None
+    # Not logged in: a new address and a taken one must get the same answer (see below).
+    assert logged_in_user_id(client) is None
+    [message] = outbox(app)
+    assert message["To"] == "taro@example.com"
+    assert mailed_link(message, "/account/verify/").startswith("/account/verify/")
 
 
 def test_signup_stores_the_email_lowercased_and_folds_full_width_input(client):
@@ -86,13 +101,52 @@ def test_signup_stores_the_email_lowercased_and_folds_full_width_input(client):
     assert user.phone == "03-1234-5678"
 
 
-def test_signup_refuses_an_email_already_registered_in_another_case(english, client, resident):
-    response = client.post("/account/signup", data=signup_data(email="Resident@EXAMPLE.com"))
+def test_signup_with_a_registered_address_answers_as_for_a_new_one_and_tells_the_owner(english, app, client,
+                                                                                         resident):
+    client.get("/account/signup")  # the session gets its CSRF token once, before either answer
+    new = client.post("/account/signup", data=signup_data(email="new@example.com"), follow_redirects=True)
+    taken = client.post("/account/signup", data=signup_data(email="Resident@EXAMPLE.com"), follow_redirects=True)
 
-    assert response.status_code == 422
-    assert any("An account with this email address already exists." in a for a in alerts(response))
-    assert user_count() == 1
+    assert (taken.status_code, taken.request.path) == (new.status_code, new.request.path) == (
+        200, "/account/signup/sent")
+    assert text(taken) == text(new)
+    assert "Check your mail" in text(taken)
+    assert "Set-Cookie" not in taken.headers and "Set-Cookie" not in new.headers
     assert logged_in_user_id(client) is None
+    assert user_count() == 2
+    db.session.refresh(resident)
+    assert resident.name == "山田 花子" and resident.check_password("correct horse")  # nothing changed
+    to_new, to_owner = outbox(app)
+    assert to_new["To"] == "new@example.com" and to_owner["To"] == "resident@example.com"
+    owner_body = to_owner.get_body(("plain",)).get_content()
+    assert to_owner["Subject"] != to_new["Subject"]
+    assert "http://127.0.0.1:5000/account/login" in owner_body
+    assert "http://127.0.0.1:5000/account/reset" in owner_body
+    assert "/account/verify/" not in owner_body  # the owner's address is confirmed already
+
+
+def test_a_sign_up_does_the_same_work_whether_or_not_the_address_is_registered(app, resident, monkeypatch):
+    calls = {"hash": 0, "sign": 0}
+    real_hash, real_dumps = accounts.generate_password_hash, accounts.URLSafeTimedSerializer.dumps
+
+    def counted_hash(*args, **kwargs):
+        calls["hash"] += 1
+        return real_hash(*args, **kwargs)
+
+    def counted_dumps(self, *args, **kwargs):
+        calls["sign"] += 1
+        return real_dumps(self, *args, **kwargs)
+
+    monkeypatch.setattr(accounts, "generate_password_hash", counted_hash)
+    monkeypatch.setattr(accounts.URLSafeTimedSerializer, "dumps", counted_dumps)
+
+    new = accounts.sign_up(name="x", email="new@example.com", password="1234567890", residency="resident")
+    work_for_new = dict(calls)
+    calls.update(hash=0, sign=0)
+    taken = accounts.sign_up(name="x", email="resident@example.com", password="1234567890", residency="resident")
+
+    assert (new.created, taken.created) == (True, False)
+    assert calls == work_for_new == {"hash": 1, "sign": 1}
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -138,15 +192,20 @@ def test_sign_up_service_enforces_the_rules_without_the_form(app):
     assert user_count() == 0
 
 
-def test_sign_up_that_loses_a_race_for_the_address_reports_it_and_keeps_the_session_usable(app, resident,
-                                                                                            monkeypatch):
+def test_sign_up_that_loses_a_race_for_the_address_treats_it_as_taken_and_keeps_the_session_usable(
+        app, resident, monkeypatch):
     # Both requests checked "free" before either inserted; the unique constraint decides.
-    monkeypatch.setattr(accounts, "find_user_by_email", lambda email: None)
+    real_find, looks = accounts.find_user_by_email, []
 
-    with pytest.raises(AccountError) as lost:
-        accounts.sign_up(name="x", email="RESIDENT@example.com", password="1234567890", residency="resident")
+    def first_look_misses(email):
+        looks.append(email)
+        return None if len(looks) == 1 else real_find(email)
 
-    assert lost.value.code == "email_taken"
+    monkeypatch.setattr(accounts, "find_user_by_email", first_look_misses)
+
+    lost = accounts.sign_up(name="x", email="RESIDENT@example.com", password="1234567890", residency="resident")
+
+    assert (lost.created, lost.user.id) == (False, resident.id)
     db.session.commit()
     assert user_count() == 1
 
@@ -297,6 +356,53 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(english, app, clien
     assert outbox(app) == []
 
 
+def test_a_reset_does_the_same_work_for_an_unknown_address_as_for_a_registered_one(app, client, resident,
+                                                                                   monkeypatch):
+    """Counted, not timed: the same fingerprints, signatures and mail renderings either way."""
+    calls = {"fingerprint": 0, "sign": 0}
+    rendered: list[str] = []
+    real_fingerprint, real_dumps = accounts._password_fingerprint, accounts.URLSafeTimedSerializer.dumps
+
+    def counted_fingerprint(*args, **kwargs):
+        calls["fingerprint"] += 1
+        return real_fingerprint(*args, **kwargs)
+
+    def counted_dumps(self, *args, **kwargs):
+        if self.salt == accounts.RESET_SALT.encode():  # not the session cookie's signature
+            calls["sign"] += 1
+        return real_dumps(self, *args, **kwargs)
+
+    def record_template(sender, template, context, **extra):
+        rendered.append(template.name)
+
+    monkeypatch.setattr(accounts, "_password_fingerprint", counted_fingerprint)
+    monkeypatch.setattr(accounts.URLSafeTimedSerializer, "dumps", counted_dumps)
+    template_rendered.connect(record_template, app)
+    try:
+        known = client.post("/account/reset", data={"email": "resident@example.com"})
+        work_for_known, rendered_for_known = dict(calls), list(rendered)
+        calls.update(fingerprint=0, sign=0)
+        rendered.clear()
+        unknown = client.post("/account/reset", data={"email": "nobody@example.com"})
+    finally:
+        template_rendered.disconnect(record_template, app)
+
+    assert (unknown.status_code, unknown.headers["Location"]) == (known.status_code, known.headers["Location"])
+    assert calls == work_for_known == {"fingerprint": 1, "sign": 1}
+    assert rendered == rendered_for_known == ["account/email/reset_password.txt"]
+    assert [m["To"] for m in outbox(app)] == ["resident@example.com"]  # rendered for nobody, sent to nobody
+
+
+def test_a_reset_asked_for_with_a_forged_host_mails_a_link_to_the_public_site(app, client, resident):
+    client.post("/account/reset", data={"email": "resident@example.com"}, base_url="http://attacker.invalid",
+                headers={"Host": "attacker.invalid", "X-Forwarded-Host": "attacker.invalid"})
+
+    [message] = outbox(app)
+    body = message.get_body(("plain",)).get_content()
+    assert "attacker.invalid" not in body
+    assert re.search(r"^http://127\.0\.0\.1:5000/account/reset/\S+$", body, re.M), body
+
+
 def test_a_mail_failure_does_not_change_the_answer(english, app, client, resident, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionRefusedError("smtp down")
@@ -318,10 +424,10 @@ def test_the_reset_link_sets_a_new_password_once(english, app, client, resident)
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/account/login"
-    assert can_log_in(client, "resident@example.com", "a brand new secret")
-    assert not can_log_in(client, "resident@example.com", "correct horse")
     assert db.session.scalars(select(AuditEntry.action).where(AuditEntry.subject_id == resident.id)).all() == [
         "password_reset"]
+    assert can_log_in(client, "resident@example.com", "a brand new secret")
+    assert not can_log_in(client, "resident@example.com", "correct horse")
 
     again = client.post(link, data={"password": "someone elses pass", "confirm": "someone elses pass"})
 
@@ -440,6 +546,33 @@ def test_profile_with_a_mistake_changes_nothing(client, login_as, resident):
     assert db.session.get(User, resident.id).name == "山田 花子"
 
 
+def test_profile_offers_a_password_change_that_needs_the_current_password(english, client, login_as, resident):
+    login_as(resident)
+    page = text(client.get("/account/profile"))
+    for field in ("current_password", "password", "confirm"):
+        assert f'<label for="{field}">' in page
+
+    wrong = client.post("/account/password", data={"current_password": "wrong horse",
+                                                   "password": "a brand new secret", "confirm": "a brand new secret"})
+    short = client.post("/account/password", data={"current_password": "correct horse",
+                                                   "password": "short", "confirm": "short"})
+
+    assert wrong.status_code == short.status_code == 422
+    assert any("Your current password is not correct." in a for a in alerts(wrong))
+    assert any("Use at least 10 characters for your password." in a for a in alerts(short))
+    db.session.expire_all()
+    assert db.session.get(User, resident.id).check_password("correct horse")
+
+    changed = client.post("/account/password", data={"current_password": "correct horse",
+                                                     "password": "a brand new secret",
+                                                     "confirm": "a brand new secret"}, follow_redirects=True)
+
+    assert changed.request.path == "/account/profile"
+    assert "Your password has been changed. You have been logged out everywhere else." in text(changed)
+    assert can_log_in(client, "resident@example.com", "a brand new secret")
+    assert not can_log_in(client, "resident@example.com", "correct horse")
+
+
 # --- languages ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", ["/account/login", "/account/signup", "/account/reset"])
@@ -452,3 +585,37 @@ def test_account_pages_render_in_japanese_by_default_and_in_english_on_request(c
     assert '<html lang="en">' in text(client.get(page))
     client.post("/lang/ja", data={"next": page})
     assert '<html lang="ja">' in text(client.get(page))
+
+
+# --- links in mail -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("base", "expected"), [
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000/account/login"),
+    ("https://yoyaku.example.jp/shisetsu", "https://yoyaku.example.jp/shisetsu/account/login"),
+])
+def test_mailed_links_are_built_on_the_public_base_url_whatever_the_request_says(app, base, expected):
+    from reservations.links import external_url
+
+    app.config["PUBLIC_BASE_URL"] = base
+    with app.test_request_context("/", base_url="http://attacker.invalid", headers={"Host": "attacker.invalid"}):
+        assert external_url("account.login") == expected
+    assert external_url("account.login") == expected  # and the same outside a request (jobs)
+
+
+def test_the_email_look_up_compares_the_stored_lowercase_address_without_lower(app, resident):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def capture(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        found = accounts.find_user_by_email("  Resident@EXAMPLE.com ")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+
+    assert found is not None and found.id == resident.id
+    [look_up] = [s for s in statements if "FROM users" in s]
+    assert "lower(" not in look_up.lower()  # so the unique index on email serves it

@@ -6,7 +6,7 @@ from reservations.models import Booking
 
 HUGE = "9" * 30
 ODD = ["", "x", "-1", "0", HUGE, "2026-02-30", "2026-13-01", "9999-12-31", "0001-01-01", "１２", "<script>", "%00",
-       "' OR 1=1 --"]
+       "' OR 1=1 --", f"{HUGE}-01", f"{HUGE}-01-01", "0000-01", str(2**31), str(2**63)]
 
 GETS = [
     "/?date={v}", "/?capacity={v}", "/?kind={v}", "/?building={v}", "/?equipment={v}", "/?date={v}&free=1",

@@ -2,11 +2,12 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from flask_babel import force_locale
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from reservations.extensions import db
-from reservations.models import AuditEntry, Booking, BookingState, IllegalTransition
+from reservations.models import AuditEntry, Booking, BookingState, IllegalTransition, Role
 from reservations.services import booking as booking_service
 from reservations.services.availability import FREE, FULL, PARTLY, day_availability
 from reservations.services.cancellation import cancel_booking
@@ -94,6 +95,53 @@ def test_cap_on_active_bookings(app, room, resident):
     assert err.value.code == "too_many"
     # Expired holds no longer count.
     hold(resident, room, ("EVENING",), now=NOW + timedelta(minutes=11))
+
+
+def test_at_most_max_live_holds_wait_for_payment_at_once(app, make_room, resident):
+    app.config.update(MAX_LIVE_HOLDS=2, MAX_ACTIVE_BOOKINGS=5)
+    room, other = make_room(), make_room("第二音楽室")
+    first = hold(resident, room, ("MORNING",))
+    hold(resident, room, ("AFTERNOON",))
+    with pytest.raises(BookingError) as err:
+        hold(resident, other, ("MORNING",))  # another room does not help
+    assert err.value.code == "too_many_holds"
+    assert err.value.message.startswith("お支払い待ちの予約が上限に達しています")
+    with force_locale("en"):
+        assert "waiting for payment" in err.value.message
+    # Paid (confirmed) bookings are no longer holds: the resident may hold again, up to MAX_ACTIVE_BOOKINGS.
+    booking_service.confirm(first)
+    db.session.commit()
+    hold(resident, other, ("MORNING",))
+    with pytest.raises(BookingError) as err:
+        hold(resident, other, ("AFTERNOON",))
+    assert err.value.code == "too_many_holds"
+    # A hold past its expiry no longer counts.
+    hold(resident, other, ("EVENING",), now=NOW + timedelta(minutes=11))
+
+
+def test_an_unverified_address_cannot_hold_until_confirmed(room, make_user):
+    user = make_user(verified=False)
+    with pytest.raises(BookingError) as err:
+        hold(user, room)
+    assert err.value.code == "email_unverified"
+    assert err.value.message.startswith("予約の前にメールアドレスの確認をお願いします")
+    with force_locale("en"):
+        assert err.value.message == "Please confirm your e-mail address before booking. We sent you a link."
+    assert db.session.scalar(select(func.count()).select_from(Booking)) == 0
+    user.email_verified_at = NOW
+    db.session.commit()
+    assert hold(user, room).state == BookingState.HELD
+
+
+def test_staff_at_the_counter_may_book_for_an_unverified_resident(room, make_user):
+    resident, staff = make_user(verified=False), make_user(role=Role.STAFF)
+    booking = booking_service.place_hold(resident, room, division_slot(room, DAY, ["MORNING"]), now=NOW,
+                                         actor=staff, channel="counter")
+    db.session.commit()
+    assert booking.user_id == resident.id and booking.channel == "counter"
+    with pytest.raises(BookingError) as err:  # a resident is no actor for themselves out of the check
+        booking_service.place_hold(resident, room, division_slot(room, DAY, ["EVENING"]), now=NOW, actor=resident)
+    assert err.value.code == "email_unverified"
 
 
 def test_a_resident_cancels_their_own_unpaid_booking_until_it_starts(room, resident, make_user):

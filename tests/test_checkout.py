@@ -1,10 +1,12 @@
 """Cashless checkout against localstripe: pay, settle, late payments, and a provider that is down."""
+import threading
 from datetime import date, time, timedelta
 
 import icalendar
 import pytest
 from flask_babel import force_locale
-from sqlalchemy import select
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from reservations.extensions import db
 from reservations.models import (
@@ -21,8 +23,9 @@ from reservations.models import (
     Room,
     User,
 )
-from reservations.payments import get_gateway
-from reservations.services import checkout
+from reservations.payments import ProviderUnreachable, get_gateway
+from reservations.services import cancellation, checkout
+from reservations.services import refunds as refund_service
 from reservations.services.availability import day_availability
 from reservations.services.booking import place_hold
 from reservations.services.errors import BookingError
@@ -85,7 +88,8 @@ def test_paying_a_hold_by_card_confirms_it_captures_the_price_and_mails_the_rece
     assert at_provider["status"] == "succeeded" and at_provider["capture_method"] == "manual"
     assert at_provider["amount"] == 2800 and isinstance(at_provider["amount"], int)
     assert at_provider["currency"] == "jpy"
-    assert at_provider["metadata"] == {"booking_id": str(booking.id), "payment_id": str(payment.id)}
+    assert at_provider["metadata"] == {"booking_id": str(booking.id), "payment_id": str(payment.id),
+                                       "payment_key": payment.idempotency_key}
     charge = intent.charge_id
     assert charge.startswith("ch_") and ledger[0].reference == charge
     mapped = {p.provider_id: (p.kind, p.payment_id) for p in db.session.scalars(select(ProviderObject))}
@@ -160,7 +164,7 @@ def test_paying_again_after_a_late_payment_was_returned_says_so(app, localstripe
     booking = book(resident, room, now=now)
     intent_id = start_3d_secure(localstripe, booking, now)
     assert finish_3d_secure(localstripe, intent_id, success=True).ok
-    get_gateway().capture(intent_id, payment_id=booking.payment.id)
+    get_gateway().capture(intent_id, payment_key=booking.payment.idempotency_key)
     late = booking.hold_expires_at + timedelta(minutes=1)
     take_the_slot(room, make_user(), booking, late)
     assert checkout.settle(booking.payment, now=late) == "refunded"
@@ -202,16 +206,12 @@ def test_a_card_failing_3d_secure_charges_nothing_and_releases_the_slot(app, loc
 
 # -- a declined card ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("card", [{"token": DECLINED_CARD}, {"payment_method": "pm_card_chargeCustomerFail"}],
-                         ids=["declined-token", "declined-payment-method"])
 def test_a_declined_card_charges_nothing_and_frees_the_slot_for_others(
-        app, localstripe, room, resident, make_user, now, card):
+        app, localstripe, room, resident, make_user, now):
     booking = book(resident, room, now=now)
     payment = booking.payment
-    if "token" in card:
-        card = {"token": localstripe.card_token(card["token"])}
     with pytest.raises(BookingError) as err:
-        checkout.pay(payment, now=now, **card)
+        checkout.pay(payment, now=now, token=localstripe.card_token(DECLINED_CARD))
     db.session.commit()  # as the pay view does: the release is kept
 
     assert err.value.code == "card_declined"
@@ -322,7 +322,7 @@ def test_a_charge_captured_after_the_slot_was_taken_is_refunded_in_full(
     intent_id = start_3d_secure(localstripe, booking, now)
     assert finish_3d_secure(localstripe, intent_id, success=True).ok
     # The capture went through but the request that sent it died before our commit.
-    get_gateway().capture(intent_id, payment_id=payment.id)
+    get_gateway().capture(intent_id, payment_key=payment.idempotency_key)
     late = booking.hold_expires_at + timedelta(minutes=1)
     take_the_slot(room, make_user(), booking, late)
 
@@ -347,7 +347,7 @@ def test_settling_a_returned_late_payment_again_changes_nothing(app, localstripe
     payment = booking.payment
     intent_id = start_3d_secure(localstripe, booking, now)
     assert finish_3d_secure(localstripe, intent_id, success=True).ok
-    get_gateway().capture(intent_id, payment_id=payment.id)
+    get_gateway().capture(intent_id, payment_key=payment.idempotency_key)
     late = booking.hold_expires_at + timedelta(minutes=1)
     other = take_the_slot(room, make_user(), booking, late)
     checkout.settle(payment, now=late)
@@ -370,7 +370,7 @@ def test_a_late_payment_confirms_when_the_slot_was_held_meanwhile_by_a_hold_that
     booking = book(resident, room, now=now)
     intent_id = start_3d_secure(localstripe, booking, now)
     late = booking.hold_expires_at + timedelta(minutes=1)
-    other = take_the_slot(room, make_user(), booking, late)
+    other = book(make_user(), room, now=late)  # reserved (a payment waiting), never paid
     assert finish_3d_secure(localstripe, intent_id, success=True).ok
     after_both = other.hold_expires_at + timedelta(minutes=1)
 
@@ -379,6 +379,9 @@ def test_a_late_payment_confirms_when_the_slot_was_held_meanwhile_by_a_hold_that
 
     assert booking.state == BookingState.CONFIRMED and other.state == BookingState.EXPIRED
     assert booking.payment.captured_amount == booking.price
+    # The other hold never reached its pay page: its payment goes with it (nothing stays "new").
+    assert other.payment.state == PaymentState.CANCELLED
+    assert ("new->cancelled", "retired by a late payment for the slot") in audit_actions("payment", other.payment.id)
 
 
 # -- the provider cannot be reached -------------------------------------------------------------------
@@ -465,3 +468,276 @@ def test_settling_with_a_booking_read_before_another_resident_retired_its_hold_r
     assert fetch_intent(localstripe, intent_id)["status"] == "canceled"
     assert db.session.get(Booking, other_id).state == BookingState.HELD
     assert count(LedgerEntry) == 0 and count(AttentionCase) == 1
+
+
+# -- idempotency keys ---------------------------------------------------------------------------------
+
+def test_payments_whose_ids_collide_across_databases_get_different_idempotency_keys(
+        app, localstripe, make_room, make_user, now):
+    """Staging and live, or a restored backup, sharing one provider account reuse integer ids."""
+    from tests.conftest import _empty_tables
+
+    first = book(make_user(), make_room(), now=now)
+    first_id, first_key = first.payment.id, first.payment.idempotency_key
+    first_intent = checkout.ensure_intent(first.payment).id
+    db.session.commit()
+    db.session.expunge_all()
+    _empty_tables()  # the other database: the same ids start again
+    db.session.commit()
+
+    second = book(make_user(), make_room(), now=now)
+    second_intent = checkout.ensure_intent(second.payment).id
+    db.session.commit()
+
+    assert second.payment.id == first_id  # the integer ids collide ...
+    assert second.payment.idempotency_key != first_key  # ... the keys do not
+    assert second_intent != first_intent  # so the provider opened a new intent, not replayed the old one
+    keys = {pi["metadata"]["payment_key"] for pi in intents_of(localstripe, first_id)}
+    assert keys == {first_key, second.payment.idempotency_key}
+    assert len(first_key) == 36 and len(set(map(len, keys))) == 1
+
+
+def test_every_payment_and_refund_has_its_own_idempotency_key(app, localstripe, room, make_user, now):
+    bookings = [book(make_user(), room, (code,), now=now) for code in ("MORNING", "AFTERNOON")]
+    for booking in bookings:
+        pay_by_card(localstripe, booking, now)
+    refunds = [refund_service.refund(b.payment, 500, reason="staff") for b in bookings]
+    db.session.commit()
+
+    keys = [b.payment.idempotency_key for b in bookings] + [r.idempotency_key for r in refunds]
+    assert len(set(keys)) == 4 and all(len(k) == 36 for k in keys)
+    with pytest.raises(IntegrityError):
+        db.session.execute(update(Refund).where(Refund.id == refunds[1].id).values(idempotency_key=keys[2]))
+        db.session.flush()
+    db.session.rollback()
+
+
+# -- release() waits for the provider ---------------------------------------------------------------
+
+class CancelUnreachable:
+    """The real gateway, except that cancelling an intent cannot reach the provider."""
+
+    def __init__(self, gateway):
+        self._gateway = gateway
+        self.cancels = 0
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def cancel(self, intent_id, **kwargs):
+        self.cancels += 1
+        raise ProviderUnreachable("The payment service cannot be reached.", code="unreachable")
+
+
+def test_cancelling_a_hold_while_the_provider_cannot_cancel_its_intent_keeps_the_hold(
+        app, localstripe, room, resident, now):
+    booking = book(resident, room, now=now)
+    checkout.ensure_intent(booking.payment)
+    db.session.commit()
+    app.extensions["payment_gateway"] = CancelUnreachable(get_gateway())
+
+    with pytest.raises(BookingError) as err:
+        cancellation.cancel_booking(booking, resident, now=now)
+    db.session.rollback()
+    app.extensions.pop("payment_gateway")
+
+    assert err.value.code == "payment_unavailable"
+    db.session.expire_all()
+    assert booking.state == BookingState.HELD and booking.payment.state == PaymentState.PENDING
+    assert fetch_intent(localstripe, booking.payment.intent_id)["status"] == "requires_payment_method"
+    cancellation.cancel_booking(booking, resident, now=now)  # the provider answers again
+    db.session.commit()
+    assert booking.state == BookingState.CANCELLED
+    assert fetch_intent(localstripe, booking.payment.intent_id)["status"] == "canceled"
+
+
+def test_an_expired_hold_whose_intent_cannot_be_cancelled_stays_held_for_the_next_run(
+        app, localstripe, room, resident, now):
+    booking = book(resident, room, now=now)
+    checkout.ensure_intent(booking.payment)
+    db.session.commit()
+    app.extensions["payment_gateway"] = CancelUnreachable(get_gateway())
+    late = booking.hold_expires_at + timedelta(minutes=1)
+
+    with pytest.raises(ProviderUnreachable):
+        checkout.settle(booking.payment, now=late)
+    db.session.rollback()
+    app.extensions.pop("payment_gateway")
+
+    db.session.expire_all()
+    assert booking.state == BookingState.HELD and booking.payment.state == PaymentState.PENDING
+    assert checkout.settle(booking.payment, now=late) == "released"
+    db.session.commit()
+    assert booking.state == BookingState.EXPIRED
+    assert fetch_intent(localstripe, booking.payment.intent_id)["status"] == "canceled"
+
+
+def test_a_declined_card_whose_intent_cannot_be_cancelled_keeps_the_hold_until_the_provider_answers(
+        app, localstripe, room, resident, now):
+    booking = book(resident, room, now=now)
+    gateway = app.extensions["payment_gateway"] = CancelUnreachable(get_gateway())
+
+    with pytest.raises(BookingError) as err:
+        checkout.pay(booking.payment, token=localstripe.card_token(DECLINED_CARD), now=now)
+    db.session.commit()  # as the pay view does
+    app.extensions.pop("payment_gateway")
+
+    assert gateway.cancels == 1 and err.value.code == "card_declined_hold_kept"
+    with force_locale("en"):
+        assert "another card" in err.value.message and "Nothing was charged" in err.value.message
+    assert booking.state == BookingState.HELD and booking.payment.state == PaymentState.FAILED
+    assert booking.hold_is_live(now)
+    # (localstripe cannot confirm an intent again after a decline, so another card is not tried here.)
+    # Once the provider answers, the hold is released and its intent cancelled, nothing charged.
+    assert checkout.settle(booking.payment, now=booking.hold_expires_at) == "released"
+    db.session.commit()
+    assert booking.state == BookingState.EXPIRED and booking.payment.captured_amount == 0
+    assert fetch_intent(localstripe, booking.payment.intent_id)["status"] == "canceled"
+
+
+# -- a lapsed hold is retired once, whoever retires it ------------------------------------------------
+
+class Pausing:
+    """The real gateway, except that cancelling an intent first signals `reached` and waits for `go`."""
+
+    def __init__(self, gateway, reached, go):
+        self._gateway, self._reached, self._go = gateway, reached, go
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def cancel(self, intent_id, **kwargs):
+        self._reached.set()
+        assert self._go.wait(timeout=20), "the other side never got there"
+        return self._gateway.cancel(intent_id, **kwargs)
+
+
+def on_postgresql() -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def test_releasing_a_hold_that_a_booking_retires_meanwhile_expires_it_once(
+        app, localstripe, room, resident, make_user, now):
+    """settle() read the lapsed hold as held, then asked the provider to cancel its intent; meanwhile
+    another resident's booking retired the hold. On PostgreSQL the interleaving is forced (the booking
+    runs while the provider is asked); SQLite serialises the two writers, in either order."""
+    lapsed = with_open_pay_page(book(resident, room, now=now), now)
+    lapsed_id, payment_id, room_id, other_id = lapsed.id, lapsed.payment.id, room.id, make_user().id
+    when = lapsed.hold_expires_at + timedelta(minutes=1)
+    asked, retired = threading.Event(), threading.Event()
+    if on_postgresql():
+        app.extensions["payment_gateway"] = Pausing(get_gateway(), asked, retired)
+    else:
+        asked.set()
+    db.session.rollback()
+
+    def release():
+        return checkout.settle(db.session.get(Payment, payment_id), now=when)
+
+    def book_over_it():
+        assert asked.wait(timeout=20)
+        room_now = db.session.get(Room, room_id)
+        booking = place_hold(db.session.get(User, other_id), room_now,
+                             division_slot(room_now, booking_day(), ["MORNING"]), now=when)
+        retired.set()  # flushed: the hold is retired and its row locked until we commit
+        return booking.id
+
+    try:
+        released, new_id = run_together(app, release, book_over_it)
+    finally:
+        retired.set()
+        app.extensions.pop("payment_gateway", None)
+
+    assert released == "released" and isinstance(new_id, int), (released, new_id)
+    assert [a for a, _ in audit_actions("booking", lapsed_id)] == ["held", "held->expired"]
+    assert db.session.get(Booking, new_id).state == BookingState.HELD
+    payment = db.session.get(Payment, payment_id)
+    assert payment.state == PaymentState.CANCELLED
+    assert fetch_intent(localstripe, payment.intent_id)["status"] == "canceled"
+
+
+def with_open_pay_page(booking, now):
+    checkout.ensure_intent(booking.payment, now=now)
+    db.session.commit()
+    return booking
+
+
+def backend_pid() -> int:
+    return db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def waiting_for_a_lock(pid: int) -> bool:
+    with db.engine.connect() as conn:
+        return conn.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"),
+                            {"pid": pid}).scalar() is True
+
+
+def test_a_late_payment_and_the_job_never_both_expire_the_same_lapsed_hold(
+        app, localstripe, room, resident, make_user, now):
+    """The job releases a lapsed hold (locked, not yet committed) while a late payment for the slot
+    retires the lapsed holds over it. On PostgreSQL the job waits, before it commits, until the late
+    payment has either read the hold or is waiting for its lock; SQLite serialises the two writers."""
+    late_payer = book(resident, room, now=now)
+    intent_id = start_3d_secure(localstripe, late_payer, now)
+    assert finish_3d_secure(localstripe, intent_id, success=True).ok
+    after_first = late_payer.hold_expires_at + timedelta(minutes=1)
+    lapsed = with_open_pay_page(book(make_user(), room, now=after_first), after_first)  # took the slot, then lapsed
+    when = lapsed.hold_expires_at + timedelta(minutes=1)
+    lapsed_id, lapsed_payment, late_payment = lapsed.id, lapsed.payment.id, late_payer.payment.id
+    locked, selected = threading.Event(), threading.Event()
+    payer = {}
+    db.session.rollback()
+
+    def job_releases_the_lapsed_hold():
+        if on_postgresql():
+            def hold_the_commit(session):  # the hold is locked (and expired in memory), not yet committed
+                locked.set()
+                while not selected.is_set() and not ("pid" in payer and waiting_for_a_lock(payer["pid"])):
+                    selected.wait(0.01)
+            event.listen(db.session(), "before_commit", hold_the_commit, once=True)
+        else:
+            locked.set()
+        return checkout.settle(db.session.get(Payment, lapsed_payment), now=when)
+
+    def pay_late():
+        if on_postgresql():
+            payer["pid"] = backend_pid()
+            ident = threading.get_ident()
+
+            def seen(conn, cursor, statement, *args):
+                if threading.get_ident() == ident and "hold_expires_at <=" in statement:
+                    selected.set()
+            event.listen(db.engine, "after_cursor_execute", seen)
+        assert locked.wait(timeout=20)
+        try:
+            return checkout.settle(db.session.get(Payment, late_payment), now=when)
+        finally:
+            if on_postgresql():
+                event.remove(db.engine, "after_cursor_execute", seen)
+
+    released, confirmed = run_together(app, job_releases_the_lapsed_hold, pay_late)
+
+    assert (released, confirmed) == ("released", "confirmed"), (released, confirmed)
+    assert [a for a, _ in audit_actions("booking", lapsed_id)] == ["held", "held->expired"]
+    assert db.session.get(Booking, late_payer.id).state == BookingState.CONFIRMED
+    assert count(LedgerEntry, LedgerEntry.kind == "capture") == 1
+
+
+# -- a retired hold's payment ---------------------------------------------------------------------------
+
+def test_a_hold_retired_by_a_booking_before_its_pay_page_was_opened_cancels_its_payment(
+        app, localstripe, room, resident, make_user, now):
+    lapsed = book(resident, room, now=now)
+    late = lapsed.hold_expires_at + timedelta(minutes=1)
+
+    other = take_the_slot(room, make_user(), lapsed, late)
+
+    assert lapsed.state == BookingState.EXPIRED and other.state == BookingState.HELD
+    assert lapsed.payment.state == PaymentState.CANCELLED
+    assert audit_actions("payment", lapsed.payment.id) == [
+        ("created", ""), ("new->cancelled", "retired by an overlapping booking")]
+    assert count(Payment, Payment.state == PaymentState.NEW, Payment.booking_id == lapsed.id) == 0
+    # The resident comes back to the page: nothing to pay, nothing opened at the provider.
+    with pytest.raises(BookingError, match="hold_expired"):
+        checkout.ensure_intent(lapsed.payment, now=late)
+    assert intents_of(localstripe, lapsed.payment.id) == []

@@ -15,9 +15,10 @@ from sqlalchemy import text
 
 from reservations.extensions import db
 from reservations.models import Room, User
-from reservations.services.booking import reserve
+from reservations.services.booking import place_hold, reserve
 from reservations.services.errors import BookingError
 from reservations.services.rules import closure_reason, division_slot
+from tests.helpers import run_together
 
 THREADS = 8
 VARIANTS = (["AFTERNOON"], ["MORNING", "AFTERNOON"], ["AFTERNOON", "EVENING"], ["MORNING", "AFTERNOON", "EVENING"])
@@ -26,8 +27,9 @@ NOW = datetime(2027, 1, 5, 0, 0, tzinfo=UTC)  # January to March 2027 are open
 
 
 @pytest.fixture
-def app_config(app_config):
-    return {**app_config, "MAX_ACTIVE_BOOKINGS": 10_000}
+def uncapped(app):
+    """Each racing resident books many times here: the per-user caps are not what this test is about."""
+    app.config.update(MAX_ACTIVE_BOOKINGS=10_000, MAX_LIVE_HOLDS=10_000)
 
 
 def overlapping_active_pairs() -> int:
@@ -38,7 +40,7 @@ def overlapping_active_pairs() -> int:
     ))
 
 
-def test_contested_bookings_have_exactly_one_winner_per_range(app, backend, room, make_user):
+def test_contested_bookings_have_exactly_one_winner_per_range(app, backend, room, make_user, uncapped):
     users = [make_user() for _ in range(THREADS)]
     days = [date(2027, 1, 7) + timedelta(days=i) for i in range(84)]
     days = [d for d in days if closure_reason(room, d) is None]
@@ -94,3 +96,46 @@ def test_contested_bookings_have_exactly_one_winner_per_range(app, backend, room
     assert sum(winners.values()) == len(days)
     assert overlaps == 0
     assert errors == 0, kinds
+
+
+# -- one resident, many rooms, one moment: the per-user caps --------------------------------------------
+
+ROOMS = 12
+CAPS = {
+    # Online payment off: each reservation is confirmed at once and counts against MAX_ACTIVE_BOOKINGS.
+    "bookings": ("MAX_ACTIVE_BOOKINGS", reserve, "too_many"),
+    # Holds waiting for their payment count against MAX_LIVE_HOLDS too.
+    "live_holds": ("MAX_LIVE_HOLDS", place_hold, "too_many_holds"),
+}
+
+
+@pytest.mark.parametrize("cap_name", CAPS)
+def test_one_resident_reserving_in_many_rooms_at_once_never_passes_the_cap(
+        app, backend, make_room, make_user, cap_name):
+    setting, book, too_many = CAPS[cap_name]
+    cap = app.config[setting]  # the real setting (config.py's default, or the suite's)
+    assert ROOMS > cap + 5
+    rooms = [make_room(f"第{n}会議室") for n in range(ROOMS)]
+    user_id, room_ids = make_user().id, [r.id for r in rooms]
+    day = date(2027, 2, 10)  # a plain Wednesday, open; the same division in every room: no overlap
+    db.session.rollback()
+
+    def attempt(room_id):
+        def call():
+            room = db.session.get(Room, room_id)
+            try:
+                book(db.session.get(User, user_id), room, division_slot(room, day, ["MORNING"]), now=NOW)
+            except BookingError as exc:
+                return exc.code
+            return "won"
+        return call
+
+    results = run_together(app, *(attempt(room_id) for room_id in room_ids))
+
+    outcomes = Counter(r if isinstance(r, str) else f"error: {r!r}" for r in results)
+    held = db.session.scalar(text("SELECT count(*) FROM bookings WHERE user_id = :u AND state IN ('held','confirmed')"),
+                             {"u": user_id})
+    print(f"\n[{backend}] one user, {ROOMS} rooms at once, {setting}={cap}: attempts={len(results)} "
+          f"won={outcomes['won']} active_in_db={held} outcomes={dict(outcomes)}")
+    assert held == outcomes["won"] == cap
+    assert outcomes == {"won": cap, too_many: ROOMS - cap}

@@ -5,19 +5,22 @@ The browser's half (Stripe.js's createToken and its 3-D Secure box) is done here
 HTTP calls Stripe.js makes; tests/e2e drives the real thing.
 """
 import re
+import threading
 from datetime import date, timedelta
 from html import unescape
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from flask import current_app
+from sqlalchemy import event, func, select
 
 from reservations.extensions import db
 from reservations.models import Booking, BookingState, LedgerEntry, Payment, PaymentState, Receipt, RefundState
 from reservations.services import booking as booking_service
-from reservations.services import checkout, expiry, rules
+from reservations.services import checkout, expiry, refund_policy, rules
 from reservations.timeutil import business_date, now_utc
 from tests.conftest import CHUO_DIVISIONS, free_port
+from tests.helpers import intents_of, run_together
 
 pytestmark = pytest.mark.payments
 
@@ -226,6 +229,18 @@ def test_a_missing_or_malformed_token_is_a_400_never_a_500(client, hold, body):
     assert fresh(made).state == BookingState.HELD
 
 
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_a_deeply_nested_json_body_is_a_400_never_a_500(client, hold, depth):
+    made = hold()
+
+    response = client.post(f"/bookings/{made.id}/pay", data='{"token": ' + "[" * depth + "]" * depth + "}",
+                           content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "Please enter your card details."
+    assert fresh(made).state == BookingState.HELD
+
+
 def test_paying_after_the_hold_ran_out_charges_nothing(client, hold, localstripe):
     made = hold()
     client.get(f"/bookings/{made.id}/pay")
@@ -315,13 +330,13 @@ class TestProviderUnreachable:
     [
         ((10, 20), None, 100, 2800),
         ((3, 6), None, 50, 1400),  # start − 7 days has passed, start − 2 days has not
-        ((10, 20), [{"days_before": 30, "percent": 100}], 0, 0),
+        ((10, 20), [("days", 30, 100)], 0, 0),
     ],
 )
 def test_cancelling_a_paid_booking_shows_then_gives_the_policy_refund(
         client, hold, localstripe, room, days, policy, percent, refund):
     if policy is not None:
-        room.refund_policy = policy
+        refund_policy.set_room_policy(room, policy)
         db.session.commit()
     made = hold(day_ahead(*days))
     client.post(f"/bookings/{made.id}/pay", json={"token": localstripe.card_token()})
@@ -384,3 +399,40 @@ class TestWithCsrf:
 
         paid = client.post(pay_url, json={"token": localstripe.card_token()}, headers={"X-CSRFToken": csrf})
         assert paid.get_json()["status"] == "confirmed"
+
+
+def test_a_pay_page_whose_hold_the_job_releases_meanwhile_says_the_hold_ran_out(client, hold, localstripe):
+    """The page read the hold as live; the expiry job released it before the page took the payment's lock.
+
+    On PostgreSQL the job runs at that very moment (before the page's locking read). SQLite cannot
+    interleave them (the page's transaction takes the write lock at BEGIN), so there the job runs just before.
+    """
+    made = hold()
+    booking_id, payment_id = made.id, made.payment.id
+    when = made.hold_expires_at + timedelta(seconds=1)  # for the job; for the page (real time) it is live
+    db.session.rollback()
+    page_thread = threading.get_ident()
+    ran = []
+
+    def job_first(conn, cursor, statement, *args):
+        if threading.get_ident() == page_thread and not ran and "FOR UPDATE" in statement and "payments" in statement:
+            ran.extend(run_together(current_app._get_current_object(),
+                                    lambda: expiry.release_expired_holds(now=when), timeout=20))
+
+    if db.engine.dialect.name == "postgresql":
+        event.listen(db.engine, "before_cursor_execute", job_first)
+    else:
+        ran.append(expiry.release_expired_holds(now=when))
+        db.session.commit()
+    try:
+        page = client.get(f"/bookings/{booking_id}/pay")
+    finally:
+        if db.engine.dialect.name == "postgresql":
+            event.remove(db.engine, "before_cursor_execute", job_first)
+
+    assert ran == [{"released": 1}], ran
+    assert page.status_code == 302 and page.headers["Location"] == f"/bookings/{booking_id}"
+    assert "Your hold on this slot has run out." in text(client.get(page.headers["Location"]))
+    payment = db.session.get(Payment, payment_id)
+    assert payment.state == PaymentState.CANCELLED and payment.intent_id is None
+    assert intents_of(localstripe, payment_id) == []  # no intent opened for a hold that is gone

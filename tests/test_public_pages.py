@@ -28,7 +28,7 @@ def calendar_cell(html: str, day: date) -> str:
 
 
 def mark_on(html: str, day: date) -> str:
-    return re.search(r'class="mark" aria-hidden="true">(.)</span>', calendar_cell(html, day)).group(1)
+    return re.search(r'class="mark[^"]*" aria-hidden="true">([^<]+)</span>', calendar_cell(html, day)).group(1)
 
 
 # --- search ---------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_calendar_marks_free_partly_full_closed_and_outside_the_window(client, e
     closed_room.closures.append(Closure(kind=ClosureKind.PERIOD, start_date=day, end_date=day, reason="点検"))
     db.session.commit()
     html = client.get(f"/rooms/{closed_room.id}{month}").get_data(as_text=True)
-    assert mark_on(html, day) == "休"
+    assert mark_on(html, day) == "Closed"  # 休 is a Japanese word: see the test of both languages below
     assert "closed" in calendar_cell(html, day) and "点検" in calendar_cell(html, day)
 
     today = business_date(now_utc())
@@ -296,6 +296,14 @@ def test_division_room_with_other_ward_divisions_uses_their_labels(client, engli
         ("?month=2026-13", "Enter a month as YYYY-MM"),
         ("?month=soon", "Enter a month as YYYY-MM"),
         ("?month=1999-01", "Choose a month from a year ago up to two years ahead."),
+        ("?month=99999999999999999999-01", "Enter a month as YYYY-MM"),  # was an OverflowError (500)
+        ("?month=2026-99999999999999999999", "Enter a month as YYYY-MM"),
+        ("?month=0000-01", "Enter a month as YYYY-MM"),
+        ("?month=２０２６-１２", "Enter a month as YYYY-MM"),
+        ("?month=2_026-12", "Enter a month as YYYY-MM"),
+        ("?month=-2026-12", "Enter a month as YYYY-MM"),
+        ("?date=99999999999999999999-01-01", "Enter a real date as YYYY-MM-DD"),
+        ("/days/99999999999999999999-01-01", "Enter a real date as YYYY-MM-DD"),
         ("?date=2026-02-30", "Enter a real date as YYYY-MM-DD"),
         ("?date=0001-01-01", "Choose a date from a year ago up to two years ahead."),
         ("/days/not-a-date", "Enter a real date as YYYY-MM-DD"),
@@ -345,3 +353,95 @@ def test_search_and_room_pages_render_in_english(client, room):
     for page in PAGES:
         html = client.get(page.format(room=room.id, day=booking_day().isoformat())).get_data(as_text=True)
         assert '<html lang="en"' in html and "Music room" in html, page
+
+
+def closed_room_and_day(make_room):
+    day = booking_day()
+    room = make_room("点検中の部屋")
+    room.closures.append(Closure(kind=ClosureKind.PERIOD, start_date=day, end_date=day, reason="点検"))
+    db.session.commit()
+    return room, day
+
+
+def test_the_closed_mark_is_a_word_in_english_and_stays_休_in_japanese(client, make_room):
+    room, day = closed_room_and_day(make_room)
+    url = f"/rooms/{room.id}?month={day:%Y-%m}"
+
+    html = client.get(url).get_data(as_text=True)
+    assert mark_on(html, day) == "休"
+    assert "休館" in calendar_cell(html, day)  # what a screen reader says
+    legend = re.search(r'<ul class="legend"(.*?)</ul>', html, re.S).group(1)
+    assert '<span class="mark" aria-hidden="true">休</span> 休館' in legend
+
+    client.post("/lang/en")
+    html = client.get(url).get_data(as_text=True)
+    assert mark_on(html, day) == "Closed"
+    assert "休" not in calendar_cell(html, day)
+    assert re.search(r'<span class="visually-hidden">closed \(', calendar_cell(html, day))
+    legend = re.search(r'<ul class="legend"(.*?)</ul>', html, re.S).group(1)
+    assert "休" not in legend
+    # Said once, not "Closed closed".
+    assert '<li class="mark-closed"><span class="mark word">Closed</span></li>' in legend
+    search = client.get(f"/?date={day.isoformat()}").get_data(as_text=True)
+    assert "休" not in re.search(r'<section aria-labelledby="results-title">(.*?)</section>', search, re.S).group(1)
+    card = re.search(rf'id="room-{room.id}">(.*?)</li>', search, re.S).group(1)
+    assert '<span class="mark word">Closed</span>' in card
+
+
+def test_the_fee_table_scroll_region_can_be_reached_by_keyboard(client, english, room):
+    html = client.get(f"/rooms/{room.id}").get_data(as_text=True)
+
+    region = re.search(r'<div class="scroll"([^>]*)>\s*<table class="fees">', html)
+    assert region, "the fee table sits in its scroll region"
+    # axe scrollable-region-focusable: focusable, and named for the screen reader that lands on it.
+    assert 'tabindex="0"' in region.group(1) and 'role="region"' in region.group(1)
+    assert 'aria-labelledby="fees-caption"' in region.group(1) and '<caption id="fees-caption">' in html
+
+
+@pytest.fixture
+def receipt_page(client, room, resident, login_as):
+    from reservations.services.receipts import issue_receipt
+
+    made = book(resident, room, booking_day(), ["MORNING"])
+    issue_receipt(made)
+    db.session.commit()
+    login_as(resident)
+    return f"/bookings/{made.id}/receipt"
+
+
+def test_the_receipt_names_its_issuer_in_english_beside_the_japanese_it_was_issued_under(app, client, receipt_page):
+    html = client.get(receipt_page).get_data(as_text=True)
+    issuer = re.search(r'<footer class="receipt-issuer">(.*?)</footer>', html, re.S).group(1)
+    assert app.config["ISSUER_NAME"] in issuer and app.config["ISSUER_NAME_EN"] not in issuer
+
+    client.post("/lang/en")
+    html = client.get(receipt_page).get_data(as_text=True)
+    issuer = re.search(r'<footer class="receipt-issuer">(.*?)</footer>', html, re.S).group(1)
+    assert f'<span class="issuer-name">{app.config["ISSUER_NAME_EN"]}</span>' in issuer
+    assert f'<span class="issuer-name-ja" lang="ja">{app.config["ISSUER_NAME"]}</span>' in issuer
+
+
+def test_a_receipt_issued_under_an_earlier_name_keeps_it_in_english_too(app, client, receipt_page):
+    issued_under = app.config["ISSUER_NAME"]
+    app.config["ISSUER_NAME"] = "中央区 区民施設課"  # renamed since; the English setting now translates this name
+    app.config["ISSUER_NAME_EN"] = "Chuo City Community Facilities Division"
+
+    client.post("/lang/en")
+    html = client.get(receipt_page).get_data(as_text=True)
+    issuer = re.search(r'<footer class="receipt-issuer">(.*?)</footer>', html, re.S).group(1)
+    assert issued_under in issuer and "Community Facilities" not in issuer
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_the_mailed_receipt_names_its_issuer_in_the_residents_language(app, room, make_user, locale):
+    from reservations.services.receipts import issue_receipt
+    from tests.helpers import outbox
+
+    resident = make_user(locale=locale)
+    issue_receipt(book(resident, room, booking_day(), ["MORNING"]))
+    db.session.commit()
+    body = outbox(app)[-1].get_body(("plain",)).get_content()
+    issuer = next(line for line in body.splitlines() if app.config["ISSUER_NAME"] in line
+                  or app.config["ISSUER_NAME_EN"] in line)
+    expected = app.config["ISSUER_NAME_EN"] if locale == "en" else app.config["ISSUER_NAME"]
+    assert issuer.endswith(expected)

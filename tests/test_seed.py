@@ -1,6 +1,7 @@
 """`flask seed-demo`: the demo data `make run` loads on every start."""
 import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -125,13 +126,30 @@ def test_seeding_twice_changes_nothing_and_keeps_what_people_changed(seed):
     again = seed()
 
     assert again.exit_code == 0, again.output
-    assert "Rooms: 0 created, 7 updated." in again.output
+    assert "Rooms: 0 created, 7 updated, 0 not bookable online." in again.output
     assert snapshot() == before
     db.session.expire_all()
     resident = db.session.scalars(select(User).filter_by(email="resident@example.com")).one()
     assert resident.check_password("my own password")
     assert not resident.check_password(DEMO_PASSWORD)
     assert db.session.scalars(select(Building.name_en).filter_by(name="アートはるみ")).one() == "Harumi Arts Centre"
+
+
+def test_a_bare_clone_seeds_from_the_repository_data_folder(seed, app, monkeypatch):
+    """Nothing beside the clone: with FACILITY_DATA_DIR unset the catalogs come from data/facilities."""
+    monkeypatch.delenv("FACILITY_DATA_DIR", raising=False)
+    repository = Path(__file__).resolve().parent.parent
+    data = repository / "data" / "facilities"
+    assert facility_data_dir(app) == data
+    assert {"tokyo-chuo.json", "tokyo-meguro.json", "LICENSE", "README.md"} <= {p.name for p in data.iterdir()}
+    assert "MIT License" in (data / "LICENSE").read_text(encoding="utf-8")
+
+    result = seed()
+
+    assert result.exit_code == 0, result.output
+    assert f"Chuo catalog ({data / 'tokyo-chuo.json'}):" in result.output
+    assert "Rooms: 7 created, 0 updated, 0 not bookable online." in result.output
+    assert count(Room) == 7 + 4
 
 
 def test_facility_data_dir_can_be_overridden(seed, app, monkeypatch, tmp_path):

@@ -47,3 +47,27 @@ def test_staff_see_open_cases_and_resolve_them(client, english, login_as, make_u
 def test_resolving_an_unknown_case_is_a_404(client, login_as, make_user):
     login_as(make_user(role=Role.ADMIN))
     assert client.post("/staff/attention/999999/resolve").status_code == 404
+
+
+@pytest.mark.parametrize("case_id", [2**31, 2**63, 10**30])
+def test_a_case_id_beyond_the_database_integer_is_a_404_not_a_500(client, login_as, make_user, case_id):
+    login_as(make_user(role=Role.STAFF))
+    assert client.post(f"/staff/attention/{case_id}/resolve").status_code == 404
+
+
+@pytest.mark.parametrize(("reason", "label"), [
+    ("refund_failed", "Refund failed: the money did not go back to the card"),
+    ("refund_cancelled", "Refund cancelled at the payment provider: the money did not go back"),
+    ("refund_retries_exhausted", "Refund not sent: the payment service could not be reached after every retry"),
+    ("capture_failed", "Confirmed, but the payment could not be taken"),
+    ("dispute_opened", "Dispute (chargeback) opened by the resident&#39;s bank"),
+    ("dispute_closed", "Dispute (chargeback) closed"),
+])
+def test_each_kind_of_money_case_has_a_clear_label(client, english, login_as, make_user, case, reason, label):
+    case.reason = reason
+    db.session.commit()
+    login_as(make_user("staff@example.com", role=Role.STAFF))
+
+    page = client.get("/staff/attention").get_data(as_text=True)
+
+    assert label in page and f">{reason}<" not in page

@@ -115,6 +115,19 @@ class ResetPasswordForm(FlaskForm):
     submit = SubmitField(_l("Set new password"))
 
 
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), render_kw={"autocomplete": "current-password"},
+                                     validators=[DataRequired(_l("Enter your current password."))])
+    password = _new_password(_l("New password"))
+    confirm = _confirm()
+    # Named apart from the profile form's button: both forms share the profile page.
+    change_password = SubmitField(_l("Change password"))
+
+
+class VerificationMailForm(FlaskForm):
+    submit = SubmitField(_l("Send the link again"))
+
+
 class ProfileForm(FlaskForm):
     name = _name()
     phone = _phone()

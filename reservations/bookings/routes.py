@@ -8,6 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 
+from .. import limits
+from ..db_mode import writes
 from ..extensions import db
 from ..filters import yen
 from ..models import ACTIVE_STATES, Booking, BookingState, Payment, PaymentState, Receipt, RefundState, Room
@@ -32,9 +34,11 @@ REFUND_STATES = {
     RefundState.PENDING: _l("Being processed"),
     RefundState.SUCCEEDED: _l("Refunded"),
     RefundState.FAILED: _l("Failed"),
+    RefundState.CANCELLED: _l("Cancelled"),
 }
 # What the payment endpoints answer for a domain error (never a 500).
-ERROR_STATUS = {"card_declined": 402, "authentication_failed": 402, "payment_failed": 402, "hold_expired": 409,
+ERROR_STATUS = {"card_declined": 402, "card_declined_hold_kept": 402, "authentication_failed": 402,
+                "payment_failed": 402, "hold_expired": 409,
                 "payment_unavailable": 503}
 
 
@@ -106,6 +110,7 @@ def review(room_id: int):
 
 @bp.post("/rooms/<int:room_id>/book")
 @login_required
+@limits.reserve
 def reserve(room_id: int):
     room = room_or_404(room_id)
     form = ReserveForm()
@@ -133,6 +138,7 @@ def reserve(room_id: int):
 
 
 @bp.get("/bookings/<int:booking_id>/pay")
+@writes  # creates the provider intent and commits: a write on SQLite (db_mode)
 @login_required
 def pay_page(booking_id: int):
     booking = _own_booking_or_404(booking_id)
@@ -144,12 +150,16 @@ def pay_page(booking_id: int):
         if booking.state in (BookingState.HELD, BookingState.EXPIRED):
             flash(BookingError("hold_expired").message, "error")
         return redirect(url_for(".detail", booking_id=booking.id))
-    # Locked like checkout.pay locks it, so two tabs never create two intents for one payment.
-    payment = db.session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
     try:
-        checkout.ensure_intent(payment)
+        # Locked and read again (the expiry job may have released the hold since), and two tabs never
+        # create two intents for one payment.
+        checkout.open_for_payment(payment, now=now)
     except BookingError as exc:
         db.session.rollback()
+        if exc.code == "hold_expired":
+            if booking.state in (BookingState.HELD, BookingState.EXPIRED):
+                flash(exc.message, "error")
+            return redirect(url_for(".detail", booking_id=booking.id))
         return render_template("bookings/pay_unavailable.html", booking=booking, message=exc.message), 503
     db.session.commit()
     gateway = get_gateway()
@@ -169,7 +179,9 @@ def _outcome(booking: Booking, outcome: str, intent=None):
         return _payment_error(booking, _("This booking has been cancelled."), 409)
     if outcome == "confirmed":
         flash(_("Thank you. Your booking is confirmed and paid."), "success")
-        return jsonify(status="confirmed", redirect=url_for(".receipt", booking_id=booking.id))
+        # The receipt comes with the capture, which may follow a moment later (see checkout.capture_authorised).
+        page = ".receipt" if _receipt_of(booking) else ".detail"
+        return jsonify(status="confirmed", redirect=url_for(page, booking_id=booking.id))
     if outcome == "requires_action":
         return jsonify(status="requires_action", client_secret=intent.client_secret)
     if outcome == "refunded":
@@ -187,10 +199,14 @@ def _outcome(booking: Booking, outcome: str, intent=None):
 
 @bp.post("/bookings/<int:booking_id>/pay")
 @login_required
+@limits.pay
 def pay(booking_id: int):
     payment = _own_payment_or_404(booking_id)
     booking = payment.booking
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # a body nested thousands deep: not card details either
+        data = None
     form = PayForm(formdata=MultiDict(data if isinstance(data, dict) else {}), meta={"csrf": False})
     if not form.validate():
         return _payment_error(booking, _("Please enter your card details."), 400)
@@ -211,6 +227,7 @@ def pay(booking_id: int):
 
 @bp.post("/bookings/<int:booking_id>/pay/complete")
 @login_required
+@limits.pay
 def pay_complete(booking_id: int):
     """After the 3-D Secure challenge: the provider's intent says how it went."""
     payment = _own_payment_or_404(booking_id)

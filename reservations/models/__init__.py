@@ -1,9 +1,21 @@
 """All models, one module per aggregate; importing this registers them all."""
 from .audit import AuditEntry, record
 from .booking import ACTIVE_STATES, Booking, BookingState, IllegalTransition
-from .facility import Building, Closure, ClosureKind, Division, Letting, Room, RoomEquipment, RoomKind
+from .facility import (
+    Building,
+    Closure,
+    ClosureKind,
+    Division,
+    Letting,
+    RefundTier,
+    RefundUnit,
+    Room,
+    RoomEquipment,
+    RoomKind,
+)
 from .payment import (
     AttentionCase,
+    Dispute,
     LedgerEntry,
     Payment,
     PaymentState,
@@ -25,6 +37,7 @@ __all__ = [
     "Building",
     "Closure",
     "ClosureKind",
+    "Dispute",
     "Division",
     "IllegalTransition",
     "LedgerEntry",
@@ -36,6 +49,8 @@ __all__ = [
     "Receipt",
     "Refund",
     "RefundState",
+    "RefundTier",
+    "RefundUnit",
     "Residency",
     "Role",
     "Room",

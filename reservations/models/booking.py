@@ -53,7 +53,9 @@ class Booking(db.Model):
             "state IN ('held','confirmed','cancelled','expired','completed','no_show')", name="state"
         ),
         CheckConstraint("state <> 'held' OR hold_expires_at IS NOT NULL", name="hold_has_expiry"),
-        Index("ix_bookings_room_start", "room_id", "start_at"),
+        # Availability and overlap checks (see migration 0006), and the expiry job's scan.
+        Index("ix_bookings_room_end_start", "room_id", "end_at", "start_at"),
+        Index("ix_bookings_state_hold_expires_at", "state", "hold_expires_at"),
         Index("ix_bookings_user_state", "user_id", "state"),
     )
 

@@ -53,6 +53,11 @@ class User(UserMixin, db.Model):
     # invalidates every cookie issued before.
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
+    def get_id(self) -> str:
+        # What Flask-Login keeps in the session cookie. The loader (reservations.account)
+        # refuses a version that is no longer the user's, which is how cookies are revoked.
+        return f"{self.id}:{self.session_version}"
+
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
 

@@ -2,6 +2,24 @@
 
 Only reservations.payments.stripe_gateway imports stripe. Services ask for the
 gateway with `get_gateway()` and see plain dataclasses, never provider objects.
+
+Errors come in two kinds, and the services act on the kind, never on the provider's codes:
+
+- **transient** (`TransientGatewayError`, `GatewayError.transient` is True): the provider could not
+  answer this time, and the same request, sent again with the same idempotency key, may succeed.
+  The provider is unreachable or timed out, rate-limited us (429), failed on its side (5xx), could
+  not take a lock on the object (`lock_timeout`), is still working on an earlier request with the
+  same key (`idempotency_key_in_use`, 409), or refused our credentials (a configuration fault an
+  operator fixes; retrying after the fix works). Nothing may be concluded from it: a timeout may
+  hide a request that did go through.
+- **permanent** (everything else, `transient` is False): the provider answered and said no, and
+  sending the same request again gets the same answer. An invalid request or an object it does not
+  know, a card declined (`CardDeclined`), a charge already refunded, an intent that can no longer be
+  cancelled or captured.
+
+Every call that changes something carries an idempotency key built from a UUID stored in our row
+(`Payment.idempotency_key`, `Refund.idempotency_key`), never from a local integer id alone: staging
+and live, or a restored backup, sharing one provider account reuse integer ids.
 """
 from dataclasses import dataclass, field
 
@@ -9,17 +27,28 @@ from flask import current_app
 
 
 class GatewayError(Exception):
-    """The provider refused or could not be reached; `message` is safe to show."""
+    """The provider refused or could not be reached; `message` is safe to show, `code` is the provider's."""
 
-    def __init__(self, message: str, *, code: str = "", unreachable: bool = False):
+    transient = False
+
+    def __init__(self, message: str, *, code: str = ""):
         super().__init__(message)
         self.message = message
         self.code = code
-        self.unreachable = unreachable
+
+
+class TransientGatewayError(GatewayError):
+    """Try again later with the same idempotency key (see the module docstring)."""
+
+    transient = True
+
+
+class ProviderUnreachable(TransientGatewayError):
+    """No answer at all: the connection failed or timed out."""
 
 
 class CardDeclined(GatewayError):
-    pass
+    """The card was refused: permanent for this card, another card may do."""
 
 
 class InvalidWebhook(Exception):
@@ -34,7 +63,7 @@ class IntentView:
     status: str  # requires_payment_method | requires_confirmation | requires_action |
     #              processing | requires_capture | succeeded | canceled
     amount: int
-    amount_received: int
+    amount_received: int  # what was captured: the money that is ours once the status is succeeded
     client_secret: str
     charge_id: str | None = None
     error_code: str = ""
@@ -45,9 +74,31 @@ class IntentView:
 @dataclass(frozen=True)
 class RefundView:
     id: str
-    status: str
+    status: str  # pending | requires_action | succeeded | failed | canceled, as the provider says
     amount: int
-    refund_id: int | None = None  # our Refund's id, when we asked for it (from the metadata we sent)
+    charge_id: str | None = None
+    refund_key: str | None = None  # our Refund's idempotency key, when we asked for it (from our metadata)
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class DisputeView:
+    """A dispute (chargeback) on one of our charges, as the provider describes it.
+
+    `withdrawn` and `reinstated` are the money the provider took from us for it and
+    gave back, from its balance transactions (fees not included: they are a cost,
+    not the resident's money).
+    """
+
+    id: str
+    charge_id: str | None
+    intent_id: str | None
+    status: str  # warning_needs_response | warning_under_review | warning_closed | needs_response |
+    #              under_review | won | lost
+    amount: int
+    reason: str
+    withdrawn: int
+    reinstated: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +108,10 @@ class WebhookEventView:
     object_id: str
     object_type: str
     payload: dict
+
+    @property
+    def object(self) -> dict:
+        return self.payload["data"]["object"]
 
 
 def get_gateway():

@@ -1,4 +1,5 @@
 """Forms of the public pages. They are GET forms: no CSRF, data from the query string."""
+import re
 from datetime import date, timedelta
 
 from flask_babel import lazy_gettext as _l
@@ -10,6 +11,7 @@ from wtforms.widgets import CheckboxInput, ListWidget, MonthInput
 from ..timeutil import business_date, now_utc
 from .labels import EQUIPMENT, KINDS
 
+MONTH = re.compile(r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})")
 INVALID_DATE = _l("Enter a real date as YYYY-MM-DD, for example 2026-12-03.")
 
 
@@ -49,10 +51,14 @@ class MonthField(Field):
     def process_formdata(self, valuelist) -> None:
         if not valuelist or not valuelist[0]:
             return
+        # Four ASCII digits, a dash, two digits: int() alone would take "２０２６", "2_026" or a
+        # twenty-digit year, which date() then refuses with OverflowError (a 500), not ValueError.
+        match = MONTH.fullmatch(valuelist[0])
         try:
-            year, month = (int(part) for part in valuelist[0].split("-"))
-            self.data = date(year, month, 1)
-        except (ValueError, TypeError) as exc:
+            if match is None:
+                raise ValueError(valuelist[0])
+            self.data = date(int(match["year"]), int(match["month"]), 1)
+        except ValueError as exc:
             self.data = None
             raise ValueError(_l("Enter a month as YYYY-MM, for example 2026-12.")) from exc
 

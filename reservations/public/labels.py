@@ -4,12 +4,12 @@ One place, so that every page says the same thing and the catalog has one
 msgid per label. Registered as Jinja globals by the public blueprint.
 """
 from babel.dates import get_day_names
-from flask_babel import get_locale
+from flask_babel import get_locale, pgettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from ..models import BookingState, Building, Residency, Room, RoomKind
-from ..services import availability
+from ..services import availability, receipts
 
 KINDS = {
     RoomKind.HALL: _l("Hall"),
@@ -128,6 +128,14 @@ def mark_label(mark: str) -> str:
     return _lookup(MARKS, mark)
 
 
+def mark_symbol(mark: str) -> str:
+    """The mark as printed in the calendar. ○ △ × — read the same in any language, but 休 is a
+    Japanese word: English readers see "Closed" (ja keeps 休 through the catalog)."""
+    if mark == availability.CLOSED:
+        return pgettext("calendar mark", "Closed")
+    return mark
+
+
 def mark_class(mark: str) -> str:
     return MARK_CLASSES.get(mark, "")
 
@@ -189,6 +197,10 @@ def building_name(building: Building) -> str:
     return building.name
 
 
+def receipt_issuer(receipt) -> str:
+    return receipts.issuer_name(receipt, current_language())
+
+
 GLOBALS = {
     "get_locale": get_locale,
     "kind_label": kind_label,
@@ -197,6 +209,7 @@ GLOBALS = {
     "residency_label": residency_label,
     "equipment_label": equipment_label,
     "mark_label": mark_label,
+    "mark_symbol": mark_symbol,
     "mark_class": mark_class,
     "unit_status_label": unit_status_label,
     "closure_label": closure_label,
@@ -207,4 +220,5 @@ GLOBALS = {
     "multiplier_text": multiplier_text,
     "room_name": room_name,
     "building_name": building_name,
+    "receipt_issuer": receipt_issuer,
 }

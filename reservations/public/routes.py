@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
 from ..models import Building, Letting, Room, RoomEquipment
-from ..services import availability
+from ..services import availability, refund_policy
 from . import bp
 from .forms import RoomPageForm, SearchForm, add_months, today
 from .labels import building_name
@@ -72,13 +72,16 @@ def _search(form: SearchForm) -> list[Result]:
     for code in form.equipment.data or []:
         query = query.where(Room.equipment.any(RoomEquipment.code == code))
 
+    rooms = db.session.scalars(query).all()
+    if form.online_only.data:
+        rooms = [room for room in rooms if room.bookable_online]
+    # Every mark of the day from one bookings query, however many rooms match.
+    days = {}
+    if form.date.data:
+        days = availability.rooms_day_availability([r for r in rooms if r.bookable_online], form.date.data)
     results = []
-    for room in db.session.scalars(query):
-        if form.online_only.data and not room.bookable_online:
-            continue
-        day = None
-        if form.date.data and room.bookable_online:
-            day = availability.day_availability(room, form.date.data)
+    for room in rooms:
+        day = days.get(room.id)
         if form.free_only.data and (day is None or day.mark not in (availability.FREE, availability.PARTLY)):
             continue
         results.append(Result(room, fee_from(room), day))
@@ -132,6 +135,7 @@ def _render_room(room: Room, form: RoomPageForm):
         durations=durations,
         today=today(),
         closures=[c for c in room.closures if c.end_date is None or c.end_date >= today()],
+        refund_tiers=refund_policy.tiers_for(room),
     )
     return page, 200 if valid else 400
 

@@ -1,17 +1,58 @@
-"""Cases staff must look at: e.g. a payment that arrived after its slot was taken."""
+"""Cases staff must look at: a payment that arrived after its slot was taken, a refund that failed, a dispute."""
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import AttentionCase, Booking, User, record
+from ..models import AttentionCase, Booking, Dispute, Payment, Refund, User, record
 from ..timeutil import now_utc
+
+# What each kind of case means, for the staff page.
+CASE_LABELS = {
+    "paid_after_slot_taken": _l("Paid after the slot was taken; the money was returned automatically"),
+    "refund_failed": _l("Refund failed: the money did not go back to the card"),
+    "refund_cancelled": _l("Refund cancelled at the payment provider: the money did not go back"),
+    "refund_retries_exhausted": _l("Refund not sent: the payment service could not be reached after every retry"),
+    "capture_failed": _l("Confirmed, but the payment could not be taken"),
+    "dispute_opened": _l("Dispute (chargeback) opened by the resident's bank"),
+    "dispute_closed": _l("Dispute (chargeback) closed"),
+}
+
+
+REFUND_STATE_LABELS = {
+    "pending": _l("Being processed"),
+    "succeeded": _l("Refunded"),
+    "failed": _l("Failed"),
+    "cancelled": _l("Cancelled"),
+}
+
+
+def case_label(reason: str) -> str:
+    return str(CASE_LABELS.get(reason, reason))
+
+
+def refund_state_label(state: str) -> str:
+    return str(REFUND_STATE_LABELS.get(state, state))
+
+
+def open_case(payment: Payment, reason: str, detail: str = "", *, refund: Refund | None = None,
+              dispute: Dispute | None = None) -> AttentionCase:
+    """Put a case about one of our payments on the staff list (the caller's transaction commits it)."""
+    case = AttentionCase(booking_id=payment.booking_id, payment_id=payment.id, reason=reason, detail=detail,
+                         refund_id=refund.id if refund else None, dispute_id=dispute.id if dispute else None)
+    db.session.add(case)
+    db.session.flush()
+    record("attention_case", case.id, "opened", reason=reason, booking_id=payment.booking_id, payment_id=payment.id)
+    return case
 
 
 def open_cases() -> list[AttentionCase]:
     return list(db.session.scalars(
         select(AttentionCase).where(AttentionCase.resolved_at.is_(None)).order_by(AttentionCase.created_at)
         .options(joinedload(AttentionCase.booking).joinedload(Booking.user),
-                 joinedload(AttentionCase.booking).joinedload(Booking.room))
+                 joinedload(AttentionCase.booking).joinedload(Booking.room),
+                 joinedload(AttentionCase.payment), joinedload(AttentionCase.refund),
+                 joinedload(AttentionCase.dispute))
     ))
 
 

@@ -11,14 +11,15 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..extensions import db
-from ..models import Booking, BookingState, Room, User, record
+from ..models import Booking, BookingState, Payment, PaymentState, Room, User, record
 from ..timeutil import now_utc
 from .errors import BookingError
 from .pricing import quote
 from .rules import Slot, check_bookable
 
-# Namespace of our advisory locks (pg_advisory_xact_lock(namespace, room_id)).
+# Namespaces of our advisory locks: pg_advisory_xact_lock(namespace, room_id or user_id).
 ROOM_LOCK_NAMESPACE = 4201
+USER_LOCK_NAMESPACE = 4202
 
 # SQLSTATEs that mean "someone else got the slot first", never a 500.
 _LOST_RACE = {"23P01", "40P01", "40001"}
@@ -51,22 +52,69 @@ def count_active(user: User, now: datetime) -> int:
     )
 
 
+def count_live_holds(user: User, now: datetime) -> int:
+    """Holds of a user still waiting for their payment (the live-holds cap)."""
+    return db.session.scalar(
+        select(func.count(Booking.id)).where(
+            Booking.user_id == user.id, Booking.state == BookingState.HELD, Booking.hold_expires_at > now
+        )
+    )
+
+
+def _advisory_lock(namespace: int, key: int) -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key})
+
+
 def lock_room(room_id: int) -> None:
     """Serialise writers of one room. On SQLite BEGIN IMMEDIATE already did it."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(
-            text("SELECT pg_advisory_xact_lock(:ns, :room)"), {"ns": ROOM_LOCK_NAMESPACE, "room": room_id}
-        )
+    _advisory_lock(ROOM_LOCK_NAMESPACE, room_id)
 
 
-def _retire_expired_holds(room_id: int, slot: Slot, now: datetime) -> None:
-    expired = db.session.scalars(
-        select(Booking).where(
-            overlapping(room_id, slot.start_at, slot.end_at), lapsed_hold_clause(now)
-        )
+def lock_user(user_id: int) -> None:
+    """Serialise the bookings of one user, so that the caps count every hold made at the same moment.
+
+    The room lock alone let one user hold more than the cap by reserving
+    several rooms at once. Only place_hold takes this lock, and always before
+    the room lock (user, then room): every other holder of a room lock
+    (checkout settling a payment) never asks for a user lock, so no two
+    transactions can wait on each other in opposite orders.
+    """
+    _advisory_lock(USER_LOCK_NAMESPACE, user_id)
+
+
+def retire_lapsed_holds(where, now: datetime, *, reason: str) -> list[Booking]:
+    """Expire the lapsed holds matching `where` (a slot of a room), once each; the caller holds the room lock.
+
+    FOR UPDATE: the expiry job, or a release of the same hold, may be
+    expiring it right now. We wait for it, and PostgreSQL then re-checks the
+    row, which is no longer a lapsed hold, so it is retired (and audited)
+    once, not twice.
+
+    A payment that never reached the provider (new, no intent) is cancelled
+    with its hold, or it would stay "new" for an expired booking forever: no
+    job looks at a hold once it is retired. Its row is taken with SKIP
+    LOCKED, never waited for: whoever holds it (the pay page, a payment)
+    takes it next to the provider or to this room's lock, which we hold, and
+    settles it from there. A payment with an intent is left as it is: the
+    intent might still be paid, so only the provider can say how it ends, and
+    the expiry job asks it (services.expiry, retired holds).
+    """
+    lapsed = db.session.scalars(
+        select(Booking).where(where, lapsed_hold_clause(now)).with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
-    for booking in expired:
-        booking.transition(BookingState.EXPIRED, reason="retired by an overlapping booking")
+    for booking in lapsed:
+        booking.transition(BookingState.EXPIRED, reason=reason)
+    if lapsed:
+        never_paid = db.session.scalars(
+            select(Payment).where(Payment.booking_id.in_([b.id for b in lapsed]), Payment.intent_id.is_(None),
+                                  Payment.state == PaymentState.NEW)
+            .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+        ).all()
+        for payment in never_paid:
+            payment.transition(PaymentState.CANCELLED, reason=reason)
+    return lapsed
 
 
 def _is_lost_race(exc: DBAPIError) -> bool:
@@ -89,18 +137,33 @@ def place_hold(
     Raises BookingError when a rule forbids it, when `expected_price` (what the
     resident was shown) is no longer the price, or when the slot is taken,
     including when another transaction took it a moment ago.
+
+    Online, the user must have confirmed their e-mail address first. A member
+    of staff booking for a resident at the counter (`actor` is staff) is exempt
+    from that check: they saw the resident in person. The caps apply to
+    everyone: at most MAX_ACTIVE_BOOKINGS live holds and future confirmed
+    bookings, of which at most MAX_LIVE_HOLDS are holds still waiting for
+    their payment, counted under a lock of the user, so bookings made at the
+    same moment in different rooms cannot pass them together.
     """
     now = now or now_utc()
+    at_counter = actor is not None and actor.is_staff
+    if user.email_verified_at is None and not at_counter:
+        raise BookingError("email_unverified")
     check_bookable(room, slot, now)
     price = quote(room, slot, user.residency)
     if expected_price is not None and expected_price != price.total:
         raise BookingError("price_changed", price=price.total)
 
     try:
+        lock_user(user.id)  # first the user, then the room: always in this order (see lock_user)
         lock_room(room.id)
-        _retire_expired_holds(room.id, slot, now)
+        retire_lapsed_holds(overlapping(room.id, slot.start_at, slot.end_at), now,
+                            reason="retired by an overlapping booking")
         if count_active(user, now) >= current_app.config["MAX_ACTIVE_BOOKINGS"]:
             raise BookingError("too_many")
+        if count_live_holds(user, now) >= current_app.config["MAX_LIVE_HOLDS"]:
+            raise BookingError("too_many_holds")
         taken = db.session.scalar(
             select(Booking.id).where(overlapping(room.id, slot.start_at, slot.end_at), active_clause(now)).limit(1)
         )

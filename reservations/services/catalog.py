@@ -1,7 +1,14 @@
 """Import a ward's facility catalog (the shisetsu-viewer JSON format) into buildings and rooms.
 
-The file is validated as a whole before anything is written, so a bad record,
-even the last one, leaves the database as it was. Records are matched by their
+Real ward data is imported as it is: a flaw in one room's record (a fee for a
+division the room does not list, a division with no clock times, an unusable
+fee or capacity) never refuses the file. That room comes in without the
+unusable values, is not offered online, and keeps the reason in
+Room.import_issue for staff. A malformed file (not JSON, not a list, a record
+that is not an object, a missing or duplicate id, a missing name) imports
+nothing: it is validated as a whole before anything is written, so a bad
+record, even the last one, leaves the database as it was. `strict` makes any
+room's flaw refuse the file too. Records are matched by their
 `id` (Room.external_id) and buildings by `municipality:building`
 (Building.external_key), so importing a file again updates rooms in place.
 Services only flush; the caller commits.
@@ -113,6 +120,7 @@ class RoomSpec:
     divisions: tuple[DivisionSpec, ...]
     hourly: HourlyRate | None
     equipment: frozenset[str]
+    issues: tuple[str, ...] = ()  # flaws of this record: the room is imported, not bookable online
 
 
 @dataclass
@@ -121,19 +129,29 @@ class ImportResult:
     buildings_updated: int = 0
     rooms_created: int = 0
     rooms_updated: int = 0
-    not_bookable: Counter = field(default_factory=Counter)  # reason -> number of rooms
     rooms: list[Room] = field(default_factory=list)
+    unbookable: list[tuple[Room, str]] = field(default_factory=list)  # (room, why it is not offered online)
+
+    @property
+    def not_bookable(self) -> Counter:
+        """Rooms not offered online, by the kind of reason ("no fees", "catalog flaw", ...)."""
+        return Counter(reason.partition(":")[0] for _, reason in self.unbookable)
 
     def summary(self) -> list[str]:
-        """Lines for an operator: what was created and updated, and what cannot be booked and why."""
+        """Lines for an operator: what was created and updated, and each room that cannot be booked and why."""
         lines = [
             f"Buildings: {self.buildings_created} created, {self.buildings_updated} updated.",
-            f"Rooms: {self.rooms_created} created, {self.rooms_updated} updated.",
+            f"Rooms: {self.rooms_created} created, {self.rooms_updated} updated, "
+            f"{len(self.unbookable)} not bookable online.",
         ]
         for reason, count in sorted(self.not_bookable.items(), key=lambda item: (-item[1], item[0])):
             lines.append(f"{count} {'room' if count == 1 else 'rooms'} not bookable online: {reason}")
-        if not self.not_bookable:
+        if not self.unbookable:
             lines.append(f"All {len(self.rooms)} rooms are bookable online.")
+        else:
+            lines.append("Not bookable online (room id, building and room: reason):")
+            lines += [f"  {room.external_id} {room.building.name} {room.name}: {reason}"
+                      for room, reason in self.unbookable]
         return lines
 
 
@@ -206,11 +224,19 @@ def infer_room_kind(name: str) -> RoomKind:
 # -- Validation -------------------------------------------------------------
 
 class _RecordReader:
-    """Reads the fields of one record; every problem names the record and the field."""
+    """Reads the fields of one record; every problem names the record and the field.
 
-    def __init__(self, record: dict, number: int):
+    A problem with what identifies the record (its id, municipality, building or room name)
+    refuses the file (`fail`). Any other is a flaw of this room alone (`flaw`): the room is
+    imported without the unusable value and not offered online, unless `strict` makes it
+    refuse the file as well.
+    """
+
+    def __init__(self, record: dict, number: int, strict: bool):
         self.record = record
         self.number = number
+        self.strict = strict
+        self.issues: list[str] = []
 
     def fail(self, field_name: str, problem: str) -> CatalogError:
         label = f"record {self.number}"
@@ -222,7 +248,13 @@ class _RecordReader:
             label += ")"
         return CatalogError(f"{label}: field {field_name!r}: {problem}")
 
-    def text(self, name: str, *, required: bool = False, max_length: int | None = None) -> str:
+    def flaw(self, field_name: str, problem: str) -> None:
+        if self.strict:
+            raise self.fail(field_name, problem)
+        self.issues.append(f"field {field_name!r}: {problem}")
+
+    def identity(self, name: str, *, required: bool = True, max_length: int | None = None) -> str:
+        """Text the record is known by: unusable, it refuses the whole file."""
         value = self.record.get(name)
         if value is None:
             value = ""
@@ -235,13 +267,27 @@ class _RecordReader:
             raise self.fail(name, f"is longer than {max_length} characters")
         return value
 
+    def text(self, name: str, *, max_length: int | None = None) -> str:
+        value = self.record.get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self.flaw(name, f"must be text, got {value!r}")
+            return ""
+        value = value.strip()
+        if max_length and len(value) > max_length:
+            self.flaw(name, f"is longer than {max_length} characters")
+            return ""
+        return value
+
     def count(self, name: str) -> int | None:
         """A positive integer, or None for 0 / null / missing (unknown)."""
         value = self.record.get(name)
         if value is None or value == 0:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_INT:
-            raise self.fail(name, f"must be a non-negative integer, got {value!r}")
+            self.flaw(name, f"must be a non-negative integer, got {value!r}")
+            return None
         return value
 
     def area(self, name: str) -> Decimal | None:
@@ -249,10 +295,12 @@ class _RecordReader:
         if value is None or value == 0:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise self.fail(name, f"must be a non-negative number, got {value!r}")
+            self.flaw(name, f"must be a non-negative number, got {value!r}")
+            return None
         area = Decimal(str(value)).quantize(Decimal("0.01"))
         if area > _MAX_AREA:
-            raise self.fail(name, f"is too large: {value!r}")
+            self.flaw(name, f"is too large: {value!r}")
+            return None
         return area
 
     def sequence(self, name: str) -> list:
@@ -260,7 +308,8 @@ class _RecordReader:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.fail(name, f"must be a list, got {value!r}")
+            self.flaw(name, f"must be a list, got {value!r}")
+            return []
         return value
 
     def division_names(self) -> list[str]:
@@ -268,10 +317,12 @@ class _RecordReader:
         for i, value in enumerate(self.sequence("fee_divisions")):
             where = f"fee_divisions[{i}]"
             if not isinstance(value, str) or not value.startswith(DIVISION_PREFIX) or value == "FEE_DIVISION_INVALID":
-                raise self.fail(where, f"is not a division like FEE_DIVISION_MORNING: {value!r}")
+                self.flaw(where, f"is not a division like FEE_DIVISION_MORNING: {value!r}")
+                continue
             name = value.removeprefix(DIVISION_PREFIX)
             if name in names:
-                raise self.fail(where, f"{value} is listed twice")
+                self.flaw(where, f"{value} is listed twice")
+                continue
             names.append(name)
         return names
 
@@ -280,20 +331,24 @@ class _RecordReader:
         for i, entry in enumerate(self.sequence(name)):
             where = f"{name}[{i}]"
             if not isinstance(entry, dict):
-                raise self.fail(where, f"must be an object with division and fee, got {entry!r}")
+                self.flaw(where, f"must be an object with division and fee, got {entry!r}")
+                continue
             division = entry.get("division")
             division_name = division.removeprefix(DIVISION_PREFIX) if isinstance(division, str) else None
             if division_name not in declared:
-                raise self.fail(
+                self.flaw(
                     f"{where}.division",
                     f"unknown division {division!r}; the record's fee_divisions are "
                     f"{', '.join(DIVISION_PREFIX + d for d in declared) or 'empty'}",
                 )
+                continue
             if division_name in fees:
-                raise self.fail(f"{where}.division", f"{division} has two fees")
+                self.flaw(f"{where}.division", f"{division} has two fees")
+                continue
             fee = entry.get("fee")
             if isinstance(fee, bool) or not isinstance(fee, int) or not 0 <= fee <= _MAX_INT:
-                raise self.fail(f"{where}.fee", f"must be a non-negative integer (yen), got {fee!r}")
+                self.flaw(f"{where}.fee", f"must be a non-negative integer (yen), got {fee!r}")
+                continue
             fees[division_name] = fee
         return fees
 
@@ -304,7 +359,8 @@ class _RecordReader:
             if not match or match["code"] not in EQUIPMENT_CODES or value is None:
                 continue
             if not isinstance(value, str):
-                raise self.fail(name, f"must be text like EQUIPMENT_DIVISION_EQUIPPED, got {value!r}")
+                self.flaw(name, f"must be text like EQUIPMENT_DIVISION_EQUIPPED, got {value!r}")
+                continue
             if value.endswith(_PRESENT_SUFFIXES):
                 present.add(match["code"])
         return frozenset(present)
@@ -314,17 +370,17 @@ def _column_length(column) -> int:
     return column.property.columns[0].type.length
 
 
-def _check_record(record, number: int, division_times: dict[str, tuple[time, time]]) -> RoomSpec:
+def _check_record(record, number: int, division_times: dict[str, tuple[time, time]], strict: bool) -> RoomSpec:
     if not isinstance(record, dict):
         raise CatalogError(f"record {number}: must be an object, got {type(record).__name__}")
-    read = _RecordReader(record, number)
-    external_id = read.text("id", required=True, max_length=_column_length(Room.external_id))
-    municipality = read.text("municipality", required=True)
-    building = read.text("building", required=True, max_length=_column_length(Building.name))
-    building_key = f"{municipality}:{read.text('building_system_name') or building}"
+    read = _RecordReader(record, number, strict)
+    external_id = read.identity("id", max_length=_column_length(Room.external_id))
+    municipality = read.identity("municipality")
+    building = read.identity("building", max_length=_column_length(Building.name))
+    building_key = f"{municipality}:{read.identity('building_system_name', required=False) or building}"
     if len(building_key) > _column_length(Building.external_key):
         raise read.fail("building_system_name", "makes a building key that is too long")
-    name = read.text("institution", required=True, max_length=_column_length(Room.name))
+    name = read.identity("institution", max_length=_column_length(Room.name))
 
     declared = read.division_names()
     weekday, holiday = read.fees("weekday_usage_fee", declared), read.fees("holiday_usage_fee", declared)
@@ -332,19 +388,20 @@ def _check_record(record, number: int, division_times: dict[str, tuple[time, tim
     division_names = [d for d in declared if d not in HOURLY_UNITS]
     hourly = None
     if hourly_names and division_names:
-        raise read.fail("fee_divisions", "mixes hourly rates (ONE_HOUR, TWO_HOUR) with divisions; "
-                                         "a room is let either by the hour or in divisions")
-    if hourly_names:
+        read.flaw("fee_divisions", "mixes hourly rates (ONE_HOUR, TWO_HOUR) with divisions; "
+                                   "a room is let either by the hour or in divisions")
+    elif hourly_names:
         # With both rates given, the one-hour rate is the unit residents book in.
         unit = "ONE_HOUR" if "ONE_HOUR" in hourly_names else "TWO_HOUR"
         hourly = HourlyRate(HOURLY_UNITS[unit], weekday.get(unit), holiday.get(unit))
     missing = [d for d in division_names if d not in division_times]
     if missing:
-        raise read.fail("fee_divisions", f"no clock times for {'division' if len(missing) == 1 else 'divisions'} "
-                                          f"{', '.join(missing)}: give them in --divisions "
-                                          f"(e.g. {missing[0]}=HH:MM-HH:MM)")
+        read.flaw("fee_divisions", f"no clock times for {'division' if len(missing) == 1 else 'divisions'} "
+                                   f"{', '.join(missing)}: give them in --divisions "
+                                   f"(e.g. {missing[0]}=HH:MM-HH:MM)")
     divisions = sorted(
-        (DivisionSpec(d, *division_times[d], weekday.get(d), holiday.get(d)) for d in division_names),
+        (DivisionSpec(d, *division_times[d], weekday.get(d), holiday.get(d))
+         for d in division_names if d in division_times),
         key=lambda spec: spec.start_time,
     )
     return RoomSpec(
@@ -364,17 +421,26 @@ def _check_record(record, number: int, division_times: dict[str, tuple[time, tim
         divisions=tuple(divisions),
         hourly=hourly,
         equipment=read.equipment(),
+        issues=tuple(read.issues),
     )
 
 
-def check_catalog(records: list, division_times: dict[str, tuple[time, time]]) -> list[RoomSpec]:
-    """Validate every record before anything is written; raise CatalogError on the first problem."""
+def check_catalog(records: list, division_times: dict[str, tuple[time, time]], *,
+                  strict: bool = False) -> list[RoomSpec]:
+    """Validate every record before anything is written.
+
+    Raises CatalogError for a file that cannot be imported at all (not a list, no records, a
+    record that is not an object, a missing or duplicate id, a missing name) and, with
+    `strict`, for the first flaw of any room; otherwise each room carries its own flaws.
+    """
     if not isinstance(records, list):
         raise CatalogError(f"expected a list of room records, got a {type(records).__name__}")
+    if not records:
+        raise CatalogError("the file holds no room records")
     specs: list[RoomSpec] = []
     seen: dict[str, int] = {}
     for number, record in enumerate(records, start=1):
-        spec = _check_record(record, number, division_times)
+        spec = _check_record(record, number, division_times, strict)
         if spec.external_id in seen:
             raise CatalogError(f"record {number}: field 'id': {spec.external_id} is also the id of "
                                f"record {seen[spec.external_id]}")
@@ -427,17 +493,22 @@ def import_catalog(
     division_times: dict[str, tuple[time, time]],
     *,
     hourly_terms: HourlyTerms | None = None,
+    strict: bool = False,
 ) -> ImportResult:
     """Create or update the buildings and rooms of a catalog; flush, never commit.
 
-    Raises CatalogError, before writing anything, when a record is malformed or
-    uses a division that `division_times` does not give times for. Fields the
-    catalog does not carry (English names, booking window, closures, active)
-    are left as they are on rooms that already exist.
+    Raises CatalogError, before writing anything, when the file is malformed
+    (see check_catalog). A room whose record has a flaw (a fee for a division it
+    does not list, a division `division_times` gives no times for, an unusable
+    fee or capacity...) is imported without the unusable values, with the flaw in
+    `import_issue`, so it is not offered online; with `strict`, such a flaw
+    refuses the whole file instead. Fields the catalog does not carry (English
+    names, booking window, closures, refund tiers, active) are left as they are
+    on rooms that already exist.
     """
     terms = hourly_terms or HourlyTerms()
     terms.check()
-    specs = check_catalog(records, division_times)
+    specs = check_catalog(records, division_times, strict=strict)
     result = ImportResult()
 
     keys = {s.building_key for s in specs}
@@ -479,12 +550,12 @@ def import_catalog(
         room.name, room.name_kana, room.kind = spec.name, spec.name_kana, spec.kind
         room.capacity, room.area_m2 = spec.capacity, spec.area_m2
         room.website_url, room.note, room.lottery_note = spec.website_url, spec.note, spec.lottery_note
+        # A clean record clears an earlier flaw: the ward fixed its data.
+        room.import_issue = "; ".join(spec.issues) or None
         _apply_letting(room, spec, terms)
         _sync_equipment(room, spec.equipment)
         result.rooms.append(room)
 
     db.session.flush()
-    result.not_bookable = Counter(
-        reason for reason in (room.unbookable_reason() for room in result.rooms) if reason is not None
-    )
+    result.unbookable = [(room, reason) for room in result.rooms if (reason := room.unbookable_reason()) is not None]
     return result

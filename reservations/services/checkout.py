@@ -6,18 +6,22 @@ provider for the intent's real state, and acts on that alone, so a second call
 is a no-op and a failure never overwrites a success.
 
 Cards are authorised when the resident pays and captured when the booking is
-confirmed (capture_method=manual). A payment that arrives after its hold ran
-out confirms the booking if the slot is still free; otherwise the
-authorisation is released (or a captured charge refunded), the resident is
-told, and staff get an attention case.
+confirmed (capture_method=manual). The decision is committed first, under the
+room lock; the capture is asked of the provider after that commit, never while
+the room is locked. A crash in between leaves a confirmed booking whose payment
+is authorised, which the job `capture_confirmed_authorisations` captures.
+
+A payment that arrives after its hold ran out confirms the booking if the
+slot is still free; otherwise the authorisation is released (or a captured
+charge refunded), the resident is told, and staff get an attention case.
 """
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from ..aftercommit import after_commit
 from ..extensions import db
@@ -34,7 +38,8 @@ from ..models import (
 )
 from ..payments import CardDeclined, GatewayError, IntentView, get_gateway
 from ..timeutil import now_utc
-from .booking import active_clause, lapsed_hold_clause, lock_room, overlapping
+from .attention import open_case
+from .booking import active_clause, lock_room, overlapping, retire_lapsed_holds
 from .errors import BookingError
 from .receipts import issue_receipt
 
@@ -60,6 +65,12 @@ def lock_payment(payment: Payment) -> Payment:
     return payment
 
 
+def _lock_payment_id(payment_id: int) -> Payment:
+    payment = db.session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    db.session.get(Booking, payment.booking_id, populate_existing=True)
+    return payment
+
+
 def start_checkout(booking: Booking) -> Payment:
     """Open a payment for a held booking (nothing is asked of the provider yet)."""
     payment = Payment(booking_id=booking.id, amount=booking.price)
@@ -69,19 +80,43 @@ def start_checkout(booking: Booking) -> Payment:
     return payment
 
 
-def ensure_intent(payment: Payment) -> IntentView:
-    """The payment's provider intent, created on first use.
+PAYABLE = frozenset({PaymentState.NEW, PaymentState.PENDING, PaymentState.FAILED})  # FAILED: try another card
+
+
+def open_for_payment(payment: Payment, *, now: datetime | None = None) -> IntentView:
+    """The intent the payment page shows, once the payment, read under its lock, can still be paid.
+
+    The page read the hold before it took the lock: the expiry job, a booking
+    over the lapsed slot or a webhook may have settled it since. Raises
+    BookingError("hold_expired") for a payment no longer payable (the hold ran
+    out or was released), and "payment_unavailable" as ensure_intent does.
+    """
+    now = now or now_utc()
+    payment = lock_payment(payment)
+    if payment.state not in PAYABLE or not payment.booking.hold_is_live(now):
+        raise BookingError("hold_expired")
+    return ensure_intent(payment, now=now)
+
+
+def ensure_intent(payment: Payment, *, now: datetime | None = None) -> IntentView:
+    """The payment's provider intent, created on first use, and only for a live hold.
 
     Raises BookingError("payment_unavailable") when the provider cannot be
     reached: the hold stays, nothing is charged, and the page can try again.
+    Raises BookingError("hold_expired") when there is no intent yet and, read
+    under the lock, the hold has run out or its payment was cancelled meanwhile.
     """
+    now = now or now_utc()
     payment = lock_payment(payment)  # two tabs must not open two intents for one payment
+    if not payment.intent_id and not (payment.state == PaymentState.NEW and payment.booking.hold_is_live(now)):
+        raise BookingError("hold_expired")  # e.g. the expiry job released it since the caller read it
     gateway = get_gateway()
     try:
         if payment.intent_id:
             return gateway.retrieve_intent(payment.intent_id)
         booking = payment.booking
         intent = gateway.create_intent(amount=payment.amount, booking_id=booking.id, payment_id=payment.id,
+                                       payment_key=payment.idempotency_key,
                                        description=f"{booking.room.building.name} {booking.room.name}")
     except GatewayError as exc:
         raise BookingError("payment_unavailable") from exc
@@ -91,14 +126,14 @@ def ensure_intent(payment: Payment) -> IntentView:
     return intent
 
 
-def pay(payment: Payment, *, token: str | None = None, payment_method: str | None = None,
-        now: datetime | None = None) -> tuple[str, IntentView | None]:
-    """Pay a held booking with a card token (from Stripe.js) or a payment method id.
+def pay(payment: Payment, *, token: str, now: datetime | None = None) -> tuple[str, IntentView | None]:
+    """Pay a held booking with a card token (from Stripe.js).
 
     Returns ("confirmed", intent) or ("requires_action", intent) for a 3-D
     Secure challenge the page must run. Raises BookingError when the hold has
-    run out (nothing is charged), the card is declined (the hold is released),
-    or the provider is unreachable (nothing is lost; try again).
+    run out (nothing is charged), the card is declined (the hold is released,
+    or kept when the provider could not be asked to release it), or the
+    provider is unreachable (nothing is lost; try again).
     """
     now = now or now_utc()
     payment = lock_payment(payment)
@@ -109,7 +144,7 @@ def pay(payment: Payment, *, token: str | None = None, payment_method: str | Non
         return settle(payment, now=now), None
     if not payment.intent_id and not booking.is_active(now):
         raise BookingError("hold_expired")  # don't open an intent for a hold that is gone
-    intent = ensure_intent(payment)
+    intent = ensure_intent(payment, now=now)
     if intent.status in PAID or intent.status == "processing":
         return settle(payment, now=now), intent
     if intent.status == "requires_action":
@@ -118,13 +153,17 @@ def pay(payment: Payment, *, token: str | None = None, payment_method: str | Non
         raise BookingError("hold_expired")
     gateway = get_gateway()
     try:
-        if token:
-            intent = gateway.confirm_with_token(intent.id, token, payment_id=payment.id)
-        else:
-            intent = gateway.confirm_with_method(intent.id, payment_method, payment_id=payment.id)
+        intent = gateway.confirm_with_token(intent.id, token, payment_key=payment.idempotency_key)
     except CardDeclined as exc:
         payment.failure_message = exc.message
-        release(payment, booking, reason=f"card declined: {exc.code}", state=PaymentState.FAILED, now=now)
+        reason = f"card declined: {exc.code}"
+        try:
+            release(payment, booking, reason=reason, state=PaymentState.FAILED, now=now)
+        except GatewayError as unreachable:
+            # The provider could not be asked to cancel the intent: the hold stays until it
+            # answers (the expiry job asks again), and meanwhile another card may be tried.
+            payment.transition(PaymentState.FAILED, reason=reason)
+            raise BookingError("card_declined_hold_kept") from unreachable
         raise BookingError("card_declined") from exc
     except GatewayError as exc:
         raise BookingError("payment_unavailable") from exc
@@ -163,6 +202,10 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
         return _settle_paid(payment, booking, intent, now)
     if payment.state == PaymentState.CAPTURED:
         return "confirmed"  # a stale failure never overwrites a success
+    if payment.state == PaymentState.AUTHORIZED and booking.state == BookingState.CONFIRMED:
+        # Confirmed with the capture to follow, and the provider no longer holds the
+        # authorisation (it lapsed, or was cancelled at the provider): a person decides.
+        return _capture_refused(payment, intent)
     if payment.state in (PaymentState.FAILED, PaymentState.CANCELLED) and booking.state != BookingState.HELD:
         return "released"  # released before; a late failure event has nothing left to do
     if intent.status == "processing":
@@ -184,19 +227,16 @@ def _slot_free_for(booking: Booking, now: datetime) -> bool:
     confirming over another resident's lapsed hold would be refused there.
     The caller holds the room lock.
     """
-    others = overlapping(booking.room_id, booking.start_at, booking.end_at), Booking.id != booking.id
-    if db.session.scalar(select(Booking.id).where(*others, active_clause(now)).limit(1)) is not None:
+    others = and_(overlapping(booking.room_id, booking.start_at, booking.end_at), Booking.id != booking.id)
+    if db.session.scalar(select(Booking.id).where(others, active_clause(now)).limit(1)) is not None:
         return False
-    lapsed = db.session.scalars(
-        select(Booking).where(*others, lapsed_hold_clause(now))
-    ).all()
-    for other in lapsed:
-        other.transition(BookingState.EXPIRED, reason="retired by a late payment for the slot")
+    # Locked as place_hold locks them: the expiry job may be releasing one of them right now.
+    retire_lapsed_holds(others, now, reason="retired by a late payment for the slot")
+    db.session.flush()  # retired before our booking is confirmed over them, or the overlap rule refuses it
     return True
 
 
 def _settle_paid(payment: Payment, booking: Booking, intent: IntentView, now: datetime) -> str:
-    gateway = get_gateway()
     # place_hold retires lapsed holds under the room lock, possibly while we
     # asked the provider: take that lock and read the booking again, so a hold
     # retired meanwhile is seen as late, and one we confirm is never retired.
@@ -206,22 +246,153 @@ def _settle_paid(payment: Payment, booking: Booking, intent: IntentView, now: da
     late = not ours
     if late and (booking.state not in (BookingState.HELD, BookingState.EXPIRED) or not _slot_free_for(booking, now)):
         return _return_late_payment(payment, booking, intent, now)
-    if intent.status == "requires_capture":
-        intent = gateway.capture(intent.id, payment_id=payment.id)
-    _record_capture(payment, intent)
     if booking.state != BookingState.CONFIRMED:
         booking.transition(BookingState.CONFIRMED, reason="paid after the hold ran out" if late else "paid")
-    issue_receipt(booking, now=now)
+    if intent.status == "succeeded":
+        # Captured already: by us before a crash, or at the provider. Nothing to ask.
+        _record_capture(payment, intent)
+        issue_receipt(booking, now=now)
+        return "confirmed"
+    # The slot is ours: commit that decision, and let go of the room lock, before the
+    # provider is asked to capture. Other residents' holds on the room never wait on it.
+    payment.transition(PaymentState.AUTHORIZED, reason="authorised; booking confirmed, capture to follow")
+    # Read before the commit: touching the expired row after it would begin a transaction (on
+    # SQLite, one that takes the write lock) and hold it while the provider answers.
+    ref = payment.id, payment.intent_id, payment.idempotency_key
+    db.session.commit()
+    return _capture(*ref, now=now)
+
+
+def capture_authorised(payment: Payment, *, now: datetime | None = None) -> str:
+    """Capture the authorisation of a confirmed booking, and record it once; returns what happened.
+
+    Called after the confirmation was committed, without any lock held while the
+    provider answers: the capture carries the payment's idempotency key, and the
+    result is recorded under the payment's lock only if nobody recorded it meanwhile.
+    A provider that cannot be reached leaves the payment authorised for
+    `capture_confirmed_authorisations`: the booking stays confirmed.
+    """
+    return _capture(payment.id, payment.intent_id, payment.idempotency_key, now=now or now_utc())
+
+
+def _capture(payment_id: int, intent_id: str, key: str, *, now: datetime, postponed: str = "confirmed") -> str:
+    gateway = get_gateway()
+    try:
+        intent = gateway.capture(intent_id, payment_key=key)
+    except GatewayError as exc:
+        if exc.transient:
+            current_app.logger.warning("capture of payment %s postponed: %s", payment_id, exc.code)
+            return postponed
+        intent = gateway.retrieve_intent(intent_id)  # e.g. captured already, or the authorisation lapsed
+        if intent.status != "succeeded":
+            payment = _lock_payment_id(payment_id)
+            return _capture_refused(payment, intent, error=exc.code) if payment.state == PaymentState.AUTHORIZED \
+                else "confirmed"
+    payment = _lock_payment_id(payment_id)
+    if payment.state == PaymentState.AUTHORIZED:
+        _record_capture(payment, intent)
+        issue_receipt(payment.booking, now=now)
     return "confirmed"
 
 
+def _capture_refused(payment: Payment, intent: IntentView, *, error: str = "") -> str:
+    """A confirmed booking whose money the provider will not let us take: staff decide (once)."""
+    if intent.status == "canceled":
+        payment.transition(PaymentState.CANCELLED, reason=f"capture refused: the authorisation is {intent.status}")
+    already = db.session.scalar(select(AttentionCase.id).where(
+        AttentionCase.payment_id == payment.id, AttentionCase.reason == "capture_failed",
+        AttentionCase.resolved_at.is_(None)))
+    if already is None:
+        open_case(payment, "capture_failed", f"intent {intent.id}: {intent.status} {error}".strip())
+    return "capture_failed"
+
+
+def capture_confirmed_authorisations(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=1),
+                                     batch: int = 100) -> dict[str, int]:
+    """The job that finishes captures: confirmed bookings whose payment is still only authorised.
+
+    That is a crash, or a provider that could not be reached, between committing
+    the confirmation and the capture. Those decided less than `older_than` ago are
+    left alone: their own request may still be capturing. Rows are claimed with
+    SKIP LOCKED, each payment once per run.
+
+    A claim is judged on the rows as they are once locked (see _claim_capture),
+    and then stamped (updated_at) and committed before the provider is asked, so
+    that no lock is held while it answers and another run, which passes by
+    payments touched less than `older_than` ago, leaves this one alone: a
+    capture is asked for, and counted, by one run only.
+    """
+    now = now or now_utc()
+    counts: dict[str, int] = {}
+    tried: set[int] = set()
+    for _i in range(batch):
+        claimed = _claim_capture(now, older_than, tried)
+        if claimed is None:
+            break
+        try:
+            outcome = _finish_capture(*claimed, now=now)
+            db.session.commit()
+        except GatewayError:  # e.g. asking how a refused capture stands: the next run tries again
+            db.session.rollback()
+            outcome = "provider_unreachable"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _finish_capture(payment_id: int, intent_id: str, key: str, *, now: datetime) -> str:
+    """Capture a claimed authorisation, as the provider's intent allows; no lock is held while it answers."""
+    intent = get_gateway().retrieve_intent(intent_id)
+    if intent.status == "requires_capture":
+        return _capture(payment_id, intent_id, key, now=now, postponed="provider_unreachable")
+    payment = _lock_payment_id(payment_id)
+    if payment.state != PaymentState.AUTHORIZED:
+        return "confirmed"  # recorded meanwhile (a webhook)
+    if intent.status == "succeeded":  # captured before a crash, or at the provider
+        _record_capture(payment, intent)
+        issue_receipt(payment.booking, now=now)
+        return "confirmed"
+    return _capture_refused(payment, intent)  # the authorisation lapsed or was cancelled: a person decides
+
+
+def _claim_capture(now: datetime, older_than: timedelta, tried: set[int]) -> tuple[int, str, str] | None:
+    """Lock the next payment still to capture that no other run holds; stamp it, commit, and return its reference.
+
+    PostgreSQL re-checks a row it had to wait for or found changed, but only the
+    locked row (the payment), not the booking it was joined to, which is read as
+    of the statement's start. So both are read again now that the payment is
+    ours, and one that no longer needs a capture (captured, released, its
+    booking cancelled meanwhile) is let go without a count.
+    """
+    while True:
+        query = (
+            select(Payment).join(Booking, Payment.booking_id == Booking.id)
+            .where(Payment.state == PaymentState.AUTHORIZED, Booking.state == BookingState.CONFIRMED,
+                   Payment.updated_at <= now - older_than)
+            .order_by(Payment.id).limit(1).with_for_update(skip_locked=True, of=Payment)
+        )
+        payment = db.session.scalar(query.where(Payment.id.not_in(tried)) if tried else query)
+        if payment is None:
+            db.session.rollback()
+            return None
+        tried.add(payment.id)
+        payment = _lock_payment_id(payment.id)
+        if (payment.state == PaymentState.AUTHORIZED and payment.booking.state == BookingState.CONFIRMED
+                and payment.updated_at <= now - older_than):
+            payment.updated_at = now  # claimed: another run's query now passes it by
+            ref = payment.id, payment.intent_id, payment.idempotency_key
+            db.session.commit()
+            return ref
+        db.session.rollback()  # settled by someone else meanwhile: theirs to count
+
+
 def _record_capture(payment: Payment, intent: IntentView) -> None:
+    """The money is ours: what the provider says it received, which a partial capture makes less than the price."""
     if payment.state == PaymentState.CAPTURED:
         return
-    payment.captured_amount = intent.amount
+    payment.captured_amount = intent.amount_received
     payment.transition(PaymentState.CAPTURED, reason="captured")
     map_provider_id(intent.charge_id, "charge", payment)
-    db.session.add(LedgerEntry(payment_id=payment.id, kind="capture", amount=intent.amount,
+    db.session.add(LedgerEntry(payment_id=payment.id, kind="capture", amount=intent.amount_received,
                                reference=intent.charge_id or intent.id))
 
 
@@ -233,12 +404,11 @@ def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView,
     if captured:
         _record_capture(payment, intent)
     else:
-        get_gateway().cancel(intent.id, payment_id=payment.id)  # releasing an authorisation costs nothing
+        get_gateway().cancel(intent.id, payment_key=payment.idempotency_key)  # releasing an authorisation is free
         payment.transition(PaymentState.CANCELLED, reason="authorised after the slot was taken; released")
     if booking.state == BookingState.HELD:
         booking.transition(BookingState.EXPIRED, reason="paid after the hold ran out; slot taken")
-    db.session.add(AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken",
-                                 detail=f"intent {intent.id}: {intent.amount} yen returned to the resident"))
+    open_case(payment, "paid_after_slot_taken", f"intent {intent.id}: {intent.amount} yen returned to the resident")
     # Last, because refund() commits before it asks the provider: the capture,
     # the expired booking and the staff case become durable with the pending
     # refund, never a captured payment on a booking still held.
@@ -249,15 +419,25 @@ def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView,
 
 
 def release(payment: Payment, booking: Booking, *, reason: str, state: PaymentState, now: datetime) -> None:
-    """No money moves: cancel the intent if it can still be charged, and free the slot."""
+    """No money moves: cancel the intent if it can still be charged, and free the slot.
+
+    Raises a transient GatewayError when the provider cannot answer: the hold then
+    stays until it does, since an intent we could not cancel might still be paid.
+    A permanent refusal (already cancelled, or no longer cancellable) is fine: if
+    money did arrive, settle finds it from the provider's intent and returns it.
+    """
     if payment.intent_id:
         try:
-            get_gateway().cancel(payment.intent_id, payment_id=payment.id)
-        except GatewayError:
-            # Already canceled or failed at the provider; an uncaptured intent can't be charged by us.
-            current_app.logger.info("intent %s not cancelable", payment.intent_id)
+            get_gateway().cancel(payment.intent_id, payment_key=payment.idempotency_key)
+        except GatewayError as exc:
+            if exc.transient:
+                raise
+            current_app.logger.info("intent %s not cancellable: %s", payment.intent_id, exc.code)
     if payment.can_become(state):
         payment.transition(state, reason=reason)
+    # Read again under the booking's lock (after the payment's, the order used everywhere): while we
+    # asked the provider, place_hold or a late payment for the slot may have retired this hold.
+    booking = db.session.get(Booking, booking.id, with_for_update=True, populate_existing=True)
     if booking.state == BookingState.HELD:
         target = BookingState.EXPIRED if booking.hold_expires_at <= now else BookingState.CANCELLED
         booking.transition(target, reason=reason)

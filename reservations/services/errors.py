@@ -16,14 +16,22 @@ MESSAGES = {
     "price_changed": _l("The price has changed. Please check the new price and try again."),
     "cancel_deadline": _l("The cancellation deadline has passed. Please contact the facility."),
     "not_cancellable": _l("This booking cannot be cancelled."),
+    "staff_only": _l("Only staff can do this."),
     "payment_unavailable": _l(
         "The payment service cannot be reached right now. Nothing was charged; please try again in a moment."
     ),
     "card_declined": _l("Your card was declined. Nothing was charged and the slot was released."),
+    "card_declined_hold_kept": _l(
+        "Your card was declined. Nothing was charged. You may try another card while your hold lasts."
+    ),
     "authentication_failed": _l("The card authentication (3-D Secure) failed. Nothing was charged."),
     "hold_expired": _l("Your hold on this slot has run out. Nothing was charged; please book again."),
     "over_refund": _l("A refund cannot exceed what was paid."),
     "payment_failed": _l("The payment did not go through. Nothing was charged."),
+    "too_many_holds": _l(
+        "You already have the most bookings allowed waiting for payment. Please pay for or cancel one first."
+    ),
+    "email_unverified": _l("Please confirm your e-mail address before booking. We sent you a link."),
 }
 
 

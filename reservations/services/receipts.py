@@ -43,6 +43,21 @@ def issue_receipt(booking: Booking, *, now: datetime | None = None) -> Receipt:
     return receipt
 
 
+def issuer_name(receipt: Receipt, language: str) -> str:
+    """The issuer of a receipt as a reader of `language` sees it.
+
+    The receipt keeps the Japanese name it was issued under: that is the record.
+    English pages show ISSUER_NAME_EN when the receipt's name is the configured
+    ISSUER_NAME, so the English form never needs a column of its own. A receipt
+    issued under an earlier name, which the setting no longer translates, keeps
+    its Japanese name rather than borrow today's.
+    """
+    config = current_app.config
+    if language == "en" and config.get("ISSUER_NAME_EN") and receipt.issuer == config["ISSUER_NAME"]:
+        return config["ISSUER_NAME_EN"]
+    return receipt.issuer
+
+
 def booking_ics(booking: Booking) -> bytes:
     cal = Calendar()
     cal.add("prodid", "-//reservations//facility booking//JA")

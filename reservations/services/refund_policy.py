@@ -1,26 +1,106 @@
-"""The refund policy: what a cancellation gives back, by the room's tiers."""
-from datetime import datetime, timedelta
+"""The refund policy: what a cancellation gives back, by tiers worded as ward rules word them.
 
-from ..models import Booking, PaymentState, Room
+A tier reads 「使用日の7日前まで 100%」: cancelled by the end of the calendar day (Asia/Tokyo)
+that lies 7 days before the day of use, 100 % of the fee comes back. "N months before" is the
+same day number N months earlier, clamped to that month's end (use on 31 March, 1 month: until
+the end of 28 or 29 February). The day of use is the business date of the start in Tokyo.
+
+Tiers are stored in `refund_tiers`: by room kind (the defaults below, seeded by migration 0005
+as examples a ward edits to its own ordinance), or for one room, whose own tiers replace its
+kind's. Of the tiers whose cut-off has not passed, the highest percentage applies; after the
+last, nothing. A cancellation the resident is not responsible for refunds 100 % whatever the
+date (services.cancellation.cancel_for_ward_reason).
+"""
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Booking, PaymentState, RefundTier, RefundUnit, Room, RoomKind
+from ..timeutil import at_tokyo, business_date
+
+# Examples of ward rules, seeded per kind by migration 0005 (unit, count, percent):
+#   a hall, booked long ahead and hard to let again late: 100 % until 2 months before, 50 % until 30 days;
+#   meeting rooms and the like, as many ordinances word it: 50 % until 5 days before, else nothing;
+#   music rooms, studios, gyms, courts: 100 % until 7 days before, 50 % until 2 days.
+KIND_DEFAULTS: dict[str, tuple[tuple[str, int, int], ...]] = {
+    RoomKind.HALL: ((RefundUnit.MONTHS, 2, 100), (RefundUnit.DAYS, 30, 50)),
+    RoomKind.MEETING_ROOM: ((RefundUnit.DAYS, 5, 50),),
+    RoomKind.JAPANESE_ROOM: ((RefundUnit.DAYS, 5, 50),),
+    RoomKind.KITCHEN: ((RefundUnit.DAYS, 5, 50),),
+}
+# Every other kind. These defaults apply to a kind that has no tiers in the database; tiers stored
+# for a kind replace them (a kind whose rooms refund nothing has one tier of 0 %).
+GENERAL_DEFAULT: tuple[tuple[str, int, int], ...] = ((RefundUnit.DAYS, 7, 100), (RefundUnit.DAYS, 2, 50))
+
+
+@dataclass(frozen=True)
+class Tier:
+    unit: str
+    count: int
+    percent: int
+
+    def last_day(self, day_of_use: date) -> date:
+        """The last calendar day on which this tier still applies."""
+        if self.unit == RefundUnit.MONTHS:
+            return months_before(day_of_use, self.count)
+        return day_of_use - timedelta(days=self.count)
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """One tier for one booking: `percent` back if cancelled before `ends_at` (the next Tokyo midnight)."""
+
+    last_day: date
+    ends_at: datetime
+    percent: int
+    tier: Tier
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day number `months` earlier, or that month's last day if it is shorter."""
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def kind_tiers(kind: str) -> list[Tier]:
+    stored = db.session.scalars(select(RefundTier).where(RefundTier.room_kind == kind)).all()
+    if stored:
+        return [Tier(t.unit, t.count, t.percent) for t in stored]
+    return [Tier(*t) for t in KIND_DEFAULTS.get(kind, GENERAL_DEFAULT)]
+
+
+def tiers_for(room: Room) -> list[Tier]:
+    """The room's tiers (its own, else its kind's), earliest cut-off first."""
+    tiers = [Tier(t.unit, t.count, t.percent) for t in room.refund_tiers] or kind_tiers(room.kind)
+    # A month is at least 28 days: ordering by it is exact for the usual tiers and only for
+    # display when a months tier and a days tier nearly coincide.
+    return sorted(tiers, key=lambda t: (-(t.count * 28 if t.unit == RefundUnit.MONTHS else t.count), -t.percent))
+
+
+def refund_schedule(room: Room, start_at: datetime) -> list[Cutoff]:
+    """The room's policy for a slot as dated cut-offs, earliest first."""
+    day_of_use = business_date(start_at)
+    cutoffs = []
+    for tier in tiers_for(room):
+        last = tier.last_day(day_of_use)
+        cutoffs.append(Cutoff(last, at_tokyo(last + timedelta(days=1), time(0)), tier.percent, tier))
+    return sorted(cutoffs, key=lambda c: (c.ends_at, -c.percent))
+
+
+def percent_at(schedule: list[Cutoff], start_at: datetime, now: datetime) -> int:
+    if now >= start_at:
+        return 0
+    return max((c.percent for c in schedule if now < c.ends_at), default=0)
 
 
 def refund_percent(booking: Booking, now: datetime) -> int:
-    """The percentage the room's policy gives back if cancelled at `now`.
-
-    Tiers are (days_before, percent): a tier applies until exactly
-    start − days_before days, to the minute, in Tokyo (Japan has no DST, so a
-    day is always 24 hours).
-    """
-    if now >= booking.start_at:
-        return 0
-    return max((percent for until, percent in refund_schedule(booking.room, booking.start_at) if now <= until),
-               default=0)
-
-
-def refund_schedule(room: Room, start_at: datetime) -> list[tuple[datetime, int]]:
-    """The room's policy for a slot as (until, percent), earliest cut-off first."""
-    tiers = sorted(room.refund_policy or [], key=lambda tier: -tier["days_before"])
-    return [(start_at - timedelta(days=tier["days_before"]), tier["percent"]) for tier in tiers]
+    """The percentage the room's policy gives back if the resident cancels at `now`."""
+    return percent_at(refund_schedule(booking.room, booking.start_at), booking.start_at, now)
 
 
 def refund_if_cancelled(booking: Booking, now: datetime) -> tuple[int, int] | None:
@@ -30,3 +110,18 @@ def refund_if_cancelled(booking: Booking, now: datetime) -> tuple[int, int] | No
         return None
     percent = refund_percent(booking, now)
     return percent, min(payment.captured_amount * percent // 100, payment.refundable)
+
+
+def set_room_policy(room: Room, tiers: list[tuple[str, int, int]] | None) -> None:
+    """Give a room its own tiers [(unit, count, percent)], or None to follow its kind again."""
+    room.refund_tiers = [RefundTier(unit=unit, count=count, percent=percent) for unit, count, percent in tiers or ()]
+
+
+def set_kind_policy(kind: str, tiers: list[tuple[str, int, int]]) -> None:
+    """Replace a room kind's default tiers (what a ward's ordinance says for that kind)."""
+    for old in db.session.scalars(select(RefundTier).where(RefundTier.room_kind == kind)):
+        db.session.delete(old)
+    db.session.flush()
+    db.session.add_all(RefundTier(room_kind=kind, unit=unit, count=count, percent=percent)
+                       for unit, count, percent in tiers)
+    db.session.flush()

@@ -1,69 +1,105 @@
-"""Provider events: stored once, then acted on from the provider's current state."""
-from sqlalchemy import select
+"""Provider events: only those we handle are stored, once, then acted on from the provider's current state."""
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import LedgerEntry, Payment, ProviderObject, Refund, RefundState, WebhookEvent, record
+from ..models import Payment, ProviderObject, WebhookEvent
 from ..payments import WebhookEventView, get_gateway
-from .checkout import lock_payment, map_provider_id, payment_for_intent, settle
-from .refunds import record_sent
+from ..timeutil import now_utc
+from .checkout import lock_payment, payment_for_intent, settle
+from .disputes import sync_dispute
+from .refunds import sync_provider_refund
 
-HANDLED = {
+INTENT_EVENTS = {
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
     "payment_intent.canceled",
     "payment_intent.amount_capturable_updated",
-    "charge.refunded",
 }
+REFUND_EVENTS = {"charge.refund.updated", "refund.created", "refund.updated", "refund.failed"}
+DISPUTE_EVENTS = {
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+}
+HANDLED = INTENT_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | {"charge.refunded"}
 
 
 def handle_event(event: WebhookEventView) -> str:
     """Record the event id (a duplicate is a no-op) and act on it; returns what happened.
 
-    Events may arrive late, twice or out of order: we never trust the event's
-    copy of the object and re-fetch it, so order does not matter.
+    Events of a type we do not handle are neither stored nor acted on. Events may
+    arrive late, twice or out of order: we never trust the event's copy of the
+    object and re-fetch it, so order does not matter (disputes excepted where
+    the provider cannot be asked: see services.disputes).
     """
+    if event.type not in HANDLED:
+        return "ignored"
     db.session.add(WebhookEvent(id=event.id, type=event.type, payload=event.payload))
     try:
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
         return "duplicate"
-    if event.type not in HANDLED:
-        return "ignored"
-    if event.type.startswith("payment_intent."):
+    if event.type in INTENT_EVENTS:
         payment = payment_for_intent(event.object_id)
         return settle(payment) if payment else "unknown payment"
+    if event.type in DISPUTE_EVENTS:
+        return sync_dispute(event.object_id, event_type=event.type, event_copy=event.object)
+    if event.type in REFUND_EVENTS:
+        return _sync_refund(event.object_id)
     return _sync_refunds(event.object_id)
 
 
-def _sync_refunds(charge_id: str) -> str:
-    """A refund made at the provider (e.g. from its dashboard) is recorded here too."""
-    mapped = db.session.get(ProviderObject, charge_id)
-    if mapped is None:
+def _payment_of(*provider_ids: str | None) -> Payment | None:
+    for provider_id in provider_ids:
+        mapped = db.session.get(ProviderObject, provider_id) if provider_id else None
+        if mapped is not None:
+            return db.session.get(Payment, mapped.payment_id)
+    return None
+
+
+def _sync_refund(refund_id: str) -> str:
+    """One refund changed at the provider (pending → succeeded, → failed, cancelled): follow it."""
+    view = get_gateway().retrieve_refund(refund_id)
+    payment = _payment_of(view.id, view.charge_id)
+    if payment is None:
         return "unknown payment"
-    payment = lock_payment(db.session.get(Payment, mapped.payment_id))
-    ours = {r.id: r for r in db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))}
-    known = {r.provider_refund_id for r in ours.values()}
-    added = 0
-    for view in get_gateway().list_refunds(charge_id):
-        if view.id in known or view.status not in ("succeeded", "pending"):
-            continue
-        if view.refund_id in ours:
-            # One we asked for whose answer we never recorded (we crashed, or
-            # this event outran us): complete it rather than count it twice.
-            if ours[view.refund_id].state == RefundState.PENDING:
-                record_sent(ours[view.refund_id], view)
-                added += 1
-            continue
-        amount = min(view.amount, payment.refundable)
-        if amount <= 0:
-            continue
-        db.session.add(Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount,
-                              reason="provider", state=RefundState.SUCCEEDED, provider_refund_id=view.id))
-        payment.refunded_amount += amount
-        map_provider_id(view.id, "refund", payment)
-        db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=amount, reference=view.id))
-        record("payment", payment.id, "refund recorded from the provider", amount=amount, provider_refund_id=view.id)
-        added += 1
-    return f"{added} refunds recorded"
+    return f"refund {sync_provider_refund(view, lock_payment(payment))}"
+
+
+def _sync_refunds(charge_id: str) -> str:
+    """charge.refunded: every refund of the charge, including one made in the provider's dashboard."""
+    payment = _payment_of(charge_id)
+    if payment is None:
+        return "unknown payment"
+    payment = lock_payment(payment)
+    outcomes = [sync_provider_refund(view, payment) for view in get_gateway().list_refunds(charge_id)]
+    return f"{sum(o != 'unchanged' for o in outcomes)} refunds recorded"
+
+
+def prune_webhook_events(*, now: datetime | None = None, days: int | None = None, batch: int = 1000) -> int:
+    """The retention job: delete stored events older than WEBHOOK_EVENT_RETENTION_DAYS, in batches; returns how many.
+
+    An event older than that is past any redelivery by the provider (Stripe retries
+    for three days), so its id no longer guards against acting on it twice.
+    """
+    now = now or now_utc()
+    days = days if days is not None else int(current_app.config.get("WEBHOOK_EVENT_RETENTION_DAYS", 90))
+    cutoff = now - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = db.session.scalars(
+            select(WebhookEvent.id).where(WebhookEvent.received_at < cutoff).order_by(WebhookEvent.received_at)
+            .limit(batch)
+        ).all()
+        if not ids:
+            return deleted
+        db.session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
+        db.session.commit()  # one batch at a time: never one huge transaction
+        deleted += len(ids)

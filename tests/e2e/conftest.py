@@ -20,6 +20,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
+CSP_LISTENER = """document.addEventListener('securitypolicyviolation', (e) => console.error(
+  'Content Security Policy violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline')));"""
 
 
 @pytest.fixture
@@ -135,9 +137,14 @@ def page(browser, live_server):
     context = browser.new_context(viewport=PHONE, locale="ja-JP", timezone_id="Asia/Tokyo", base_url=live_server)
     context.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
+    # Whatever the Content-Security-Policy blocks: the page's own event, and Chromium's console line.
+    context.add_init_script(CSP_LISTENER)
     page = context.new_page()
     script_errors: list[str] = []
+    csp_violations: list[str] = []
     page.on("pageerror", lambda exc: script_errors.append(str(exc)))
+    page.on("console", lambda msg: csp_violations.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield page
     context.close()
     assert script_errors == [], script_errors
+    assert csp_violations == [], csp_violations

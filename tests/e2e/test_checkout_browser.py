@@ -15,6 +15,7 @@ from reservations.models import Booking, BookingState, LedgerEntry, PaymentState
 from reservations.payments import get_gateway
 from reservations.services import expiry, rules
 from reservations.timeutil import business_date, now_utc
+from tests.helpers import outbox
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +37,9 @@ def room_id(room, db_read):
     return db_read(lambda: room.id)
 
 
-def sign_up(page: Page) -> str:
-    """Switch the site to English (the assertions read English), then create an account."""
+def sign_up(page: Page, app) -> str:
+    """Switch the site to English (the assertions read English), create an account, confirm its address
+    by following the link in the mail (no hold before that), and log in."""
     page.goto("/")
     page.get_by_role("button", name="English").click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
@@ -49,7 +51,17 @@ def sign_up(page: Page) -> str:
     page.get_by_label("Password again").fill(PASSWORD)
     page.get_by_label("Where do you live, work or study?").select_option("resident")
     page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_text("Welcome! Your account is ready.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Check your mail")).to_be_visible()
+
+    [mail] = [m for m in outbox(app) if m["To"] == email]  # written before the page above was answered
+    link = re.search(r"^\S+/account/verify/\S+$", mail.get_body(("plain",)).get_content(), re.M).group(0)
+    assert link.startswith(app.config["PUBLIC_BASE_URL"] + "/")  # the live server's address, never a request's
+    page.goto(link)
+    expect(page.get_by_text("Your email address is confirmed. You can now book.")).to_be_visible()
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
     return email
 
 
@@ -90,8 +102,8 @@ def expect_morning(page: Page, room_id: int, day, status: str) -> None:
     expect(page.locator("li.unit", has=page.locator("#unit-MORNING")).locator(".status")).to_have_text(status)
 
 
-def test_a_resident_signs_up_books_pays_and_gets_the_receipt(page, room_id, day, db_read, webhooks):
-    sign_up(page)
+def test_a_resident_signs_up_books_pays_and_gets_the_receipt(page, app, room_id, day, db_read, webhooks):
+    sign_up(page, app)
     booking_id = hold_morning(page, room_id, day)
 
     expect(page.locator(".amount-due")).to_contain_text("¥2,800")
@@ -128,8 +140,8 @@ def test_a_resident_signs_up_books_pays_and_gets_the_receipt(page, room_id, day,
     assert db_read(lambda: db.session.query(LedgerEntry).count()) == 1
 
 
-def test_a_declined_card_shows_the_error_and_frees_the_slot(page, room_id, day, db_read):
-    sign_up(page)
+def test_a_declined_card_shows_the_error_and_frees_the_slot(page, app, room_id, day, db_read):
+    sign_up(page, app)
     booking_id = hold_morning(page, room_id, day)
     type_card(page, DECLINED)
 
@@ -145,8 +157,8 @@ def test_a_declined_card_shows_the_error_and_frees_the_slot(page, room_id, day, 
 
 
 @pytest.mark.parametrize("answer", ["Complete authentication", "Fail authentication"])
-def test_a_3d_secure_card_is_confirmed_only_when_the_check_passes(page, room_id, day, db_read, answer):
-    sign_up(page)
+def test_a_3d_secure_card_is_confirmed_only_when_the_check_passes(page, app, room_id, day, db_read, answer):
+    sign_up(page, app)
     booking_id = hold_morning(page, room_id, day)
     type_card(page, THREE_D_SECURE)
 
@@ -180,8 +192,8 @@ def test_a_3d_secure_card_is_confirmed_only_when_the_check_passes(page, room_id,
     assert tuple(ours) == expected
 
 
-def test_an_abandoned_payment_page_frees_the_slot_when_the_hold_runs_out(page, room_id, day, db_read):
-    sign_up(page)
+def test_an_abandoned_payment_page_frees_the_slot_when_the_hold_runs_out(page, app, room_id, day, db_read):
+    sign_up(page, app)
     page.clock.install()  # the page's clock, moved on below instead of waiting ten minutes
     booking_id = hold_morning(page, room_id, day)
     expect(page.locator("#hold-countdown")).to_have_text(re.compile(r"^(10:00|9:[0-5]\d)$"))
