@@ -31,6 +31,8 @@ def init_app(app: Flask) -> None:
     if hops:
         # Only the proxies we run may say which client, scheme and host a request came with.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    # The policy depends only on settings fixed when the app is made: built once, not per response.
+    app.extensions["content_security_policy"] = content_security_policy(app.config)
     app.after_request(add_security_headers)
 
 
@@ -70,7 +72,7 @@ def content_security_policy(config) -> str:
 def add_security_headers(response: Response) -> Response:
     """On every response Flask sends: pages, errors, JSON, static files and the webhook's answers."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", content_security_policy(current_app.config))
+    headers.setdefault("Content-Security-Policy", current_app.extensions["content_security_policy"])
     headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors for browsers that predate it
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")

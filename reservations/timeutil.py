@@ -1,4 +1,5 @@
 """Time in one place: stored in UTC, reasoned about in Asia/Tokyo."""
+import calendar
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -21,3 +22,10 @@ def at_tokyo(day: date, clock: time) -> datetime:
 
 def business_date(dt: datetime) -> date:
     return local(dt).date()
+
+
+def shift_months(day: date, months: int) -> date:
+    """The same day number `months` later (earlier if negative), or that month's last day if it is shorter."""
+    year, month = divmod(day.year * 12 + day.month - 1 + months, 12)
+    month += 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))

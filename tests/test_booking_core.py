@@ -98,7 +98,8 @@ def test_cap_on_active_bookings(app, room, resident):
 
 
 def test_at_most_max_live_holds_wait_for_payment_at_once(app, make_room, resident):
-    app.config.update(MAX_LIVE_HOLDS=2, MAX_ACTIVE_BOOKINGS=5)
+    assert app.config["MAX_LIVE_HOLDS"] == 2  # the default the issue asks for
+    app.config.update(MAX_ACTIVE_BOOKINGS=5)
     room, other = make_room(), make_room("第二音楽室")
     first = hold(resident, room, ("MORNING",))
     hold(resident, room, ("AFTERNOON",))

@@ -15,6 +15,11 @@ def test_upgrade_builds_an_empty_database_and_check_reports_no_drift(empty_datab
     with app.app_context():
         tables = set(inspect(db.engine).get_table_names())
         assert {"bookings", "rooms", "divisions", "users", "audit_entries"} <= tables
+        # The hot queries' indexes: the expiry scan, availability by room and end, the refund retry.
+        indexes = {table: {i["name"] for i in inspect(db.engine).get_indexes(table)}
+                   for table in ("bookings", "refunds")}
+        assert {"ix_bookings_state_hold_expires_at", "ix_bookings_room_end_start"} <= indexes["bookings"]
+        assert "ix_refunds_state_next_attempt_at" in indexes["refunds"]
     # And back down to nothing, and up again.
     assert runner.invoke(args=["db", "downgrade", "base"]).exit_code == 0
     with app.app_context():

@@ -14,8 +14,8 @@ from reservations.extensions import db
 from reservations.models import BookingState, RefundState, RefundTier, Role, Room, RoomKind
 from reservations.services import cancellation, refund_policy
 from reservations.services.errors import BookingError
-from reservations.services.refund_policy import months_before, refund_percent, refund_schedule
-from reservations.timeutil import TOKYO, at_tokyo, business_date
+from reservations.services.refund_policy import refund_percent, refund_schedule
+from reservations.timeutil import TOKYO, at_tokyo, business_date, shift_months
 from tests.helpers import audit_actions, book, booking_day, count, outbox
 
 
@@ -97,7 +97,7 @@ def test_cut_offs_cross_a_month_end(room):
     (date(2027, 3, 10), 0, date(2027, 3, 10)),
 ])
 def test_months_before_is_the_same_day_number_clamped_to_the_month_end(day, months, expected):
-    assert months_before(day, months) == expected
+    assert shift_months(day, -months) == expected
 
 
 def test_a_months_tier_across_february(room):

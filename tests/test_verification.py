@@ -7,10 +7,10 @@ import time_machine
 from sqlalchemy import select
 
 from reservations.extensions import db
-from reservations.models import AuditEntry, Booking, User
+from reservations.models import Booking, User
 from reservations.services import accounts
 from reservations.services.errors import BookingError
-from tests.helpers import booking_day, outbox
+from tests.helpers import audit_actions, booking_day, outbox
 
 PUBLIC = "http://127.0.0.1:5000"  # config.PUBLIC_BASE_URL: every mailed link is on it
 
@@ -40,11 +40,6 @@ def user(email="taro@example.com") -> User:
     return db.session.scalars(select(User).where(User.email == email)).one()
 
 
-def actions(user_id: int) -> list[str]:
-    return db.session.scalars(select(AuditEntry.action).where(AuditEntry.subject == "user",
-                                                              AuditEntry.subject_id == user_id)
-                              .order_by(AuditEntry.id)).all()
-
 
 def test_the_mailed_link_confirms_the_address_once(english, app, client):
     client.post("/account/signup", data=signup_data())
@@ -65,7 +60,7 @@ def test_the_mailed_link_confirms_the_address_once(english, app, client):
 
     assert again.status_code == 302
     assert user().email_verified_at == verified_at
-    assert actions(user().id) == ["signed_up", "email_verified"]
+    assert [action for action, _ in audit_actions("user", user().id)] == ["signed_up", "email_verified"]
 
 
 def test_the_link_works_until_its_max_age_and_not_a_second_longer(english, app, client):

@@ -275,6 +275,7 @@ def detail(booking_id: int):
     booking = _own_booking_or_404(booking_id)
     now = now_utc()
     payment = booking.payment
+    schedule = refund_policy.refund_schedule(booking.room, booking.start_at)
     return render_template(
         "bookings/detail.html",
         booking=booking,
@@ -282,8 +283,8 @@ def detail(booking_id: int):
         receipt=_receipt_of(booking),
         hold_live=payment is not None and booking.hold_is_live(now),
         cancellable=booking.state in ACTIVE_STATES and now < booking.start_at,
-        refund_now=refund_policy.refund_if_cancelled(booking, now),
-        refund_schedule=refund_policy.refund_schedule(booking.room, booking.start_at),
+        refund_now=refund_policy.refund_if_cancelled(booking, now, schedule),
+        refund_schedule=schedule,
         now=now,
         form=CancelForm(),
     )

@@ -8,7 +8,7 @@ from wtforms import BooleanField, DateField, Field, IntegerField, SelectChoice, 
 from wtforms.validators import NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget, MonthInput
 
-from ..timeutil import business_date, now_utc
+from ..timeutil import business_date, now_utc, shift_months
 from .labels import EQUIPMENT, KINDS
 
 MONTH = re.compile(r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})")
@@ -17,11 +17,6 @@ INVALID_DATE = _l("Enter a real date as YYYY-MM-DD, for example 2026-12-03.")
 
 def today() -> date:
     return business_date(now_utc())
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 class DaysFromToday:
@@ -124,7 +119,7 @@ class RoomPageForm(FlaskForm):
         if field.data is None:
             return
         this_month = today().replace(day=1)
-        if not add_months(this_month, -12) <= field.data <= add_months(this_month, 24):
+        if not shift_months(this_month, -12) <= field.data <= shift_months(this_month, 24):
             raise ValidationError(_l("Choose a month from a year ago up to two years ahead."))
 
     def validate_date(self, field) -> None:

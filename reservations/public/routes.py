@@ -10,8 +10,9 @@ from werkzeug.datastructures import MultiDict
 from ..extensions import db
 from ..models import Building, Letting, Room, RoomEquipment
 from ..services import availability, refund_policy
+from ..timeutil import shift_months
 from . import bp
-from .forms import RoomPageForm, SearchForm, add_months, today
+from .forms import RoomPageForm, SearchForm, today
 from .labels import building_name
 
 # Ids in URLs are checked against the column type first: an out-of-range
@@ -129,8 +130,8 @@ def _render_room(room: Room, form: RoomPageForm):
         month=month,
         weeks=_weeks(days) if days else [],
         weekdays=[6, 0, 1, 2, 3, 4, 5],
-        prev_month=add_months(month, -1) if month > this_month else None,
-        next_month=add_months(month, 1) if month < add_months(this_month, 12) else None,
+        prev_month=shift_months(month, -1) if month > this_month else None,
+        next_month=shift_months(month, 1) if month < shift_months(this_month, 12) else None,
         day=day,
         durations=durations,
         today=today(),

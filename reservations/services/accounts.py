@@ -195,7 +195,7 @@ def reset_password(token: str, new_password: str) -> User:
     """Set a new password with a reset token; the token cannot be used again, and every session ends."""
     user = check_reset_token(token)
     _check_password(new_password, field="password")
-    user.password_hash = generate_password_hash(new_password)
+    user.set_password(new_password)
     _revoke_sessions(user)
     record("user", user.id, "password_reset", actor_id=user.id, session_version=user.session_version)
     db.session.flush()
@@ -210,7 +210,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     if not user.check_password(current_password):
         raise AccountError("wrong_password", field="current_password")
     _check_password(new_password, field="password")
-    user.password_hash = generate_password_hash(new_password)
+    user.set_password(new_password)
     _revoke_sessions(user)
     record("user", user.id, "password_changed", actor_id=user.id, session_version=user.session_version)
     db.session.flush()

@@ -17,7 +17,7 @@ from ..payments import GatewayError
 from ..timeutil import now_utc
 from .checkout import lock_payment, release
 from .errors import BookingError
-from .refund_policy import refund_if_cancelled, refund_percent
+from .refund_policy import percent_at, refund_if_cancelled, refund_schedule
 from .refunds import refund
 
 # Reasons the resident is not responsible for: ordinances refund the whole fee for these (還付).
@@ -55,7 +55,8 @@ def cancel_booking(booking: Booking, user: User, *, now: datetime | None = None)
         else:
             booking.transition(BookingState.CANCELLED, actor_id=user.id, reason="cancelled by the resident")
         return None
-    percent, amount = refund_if_cancelled(booking, now) or (refund_percent(booking, now), 0)
+    schedule = refund_schedule(booking.room, booking.start_at)
+    percent, amount = refund_if_cancelled(booking, now, schedule) or (percent_at(schedule, booking.start_at, now), 0)
     booking.transition(BookingState.CANCELLED, actor_id=user.id, reason=f"cancelled by the resident ({percent}%)")
     if amount:
         return refund(payment, amount, reason="policy", actor_id=user.id)

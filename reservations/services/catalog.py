@@ -253,30 +253,32 @@ class _RecordReader:
             raise self.fail(field_name, problem)
         self.issues.append(f"field {field_name!r}: {problem}")
 
-    def identity(self, name: str, *, required: bool = True, max_length: int | None = None) -> str:
-        """Text the record is known by: unusable, it refuses the whole file."""
+    def _checked_text(self, name: str, *, required: bool, max_length: int | None) -> tuple[str, str | None]:
+        """The field as stripped text, and what is wrong with it, if anything."""
         value = self.record.get(name)
         if value is None:
             value = ""
         if not isinstance(value, str):
-            raise self.fail(name, f"must be text, got {value!r}")
+            return "", f"must be text, got {value!r}"
         value = value.strip()
         if required and not value:
-            raise self.fail(name, "is missing or empty")
+            return value, "is missing or empty"
         if max_length and len(value) > max_length:
-            raise self.fail(name, f"is longer than {max_length} characters")
+            return value, f"is longer than {max_length} characters"
+        return value, None
+
+    def identity(self, name: str, *, required: bool = True, max_length: int | None = None) -> str:
+        """Text the record is known by: unusable, it refuses the whole file."""
+        value, problem = self._checked_text(name, required=required, max_length=max_length)
+        if problem:
+            raise self.fail(name, problem)
         return value
 
     def text(self, name: str, *, max_length: int | None = None) -> str:
-        value = self.record.get(name)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            self.flaw(name, f"must be text, got {value!r}")
-            return ""
-        value = value.strip()
-        if max_length and len(value) > max_length:
-            self.flaw(name, f"is longer than {max_length} characters")
+        """Other text: unusable, it is a flaw of this room and is left empty."""
+        value, problem = self._checked_text(name, required=False, max_length=max_length)
+        if problem:
+            self.flaw(name, problem)
             return ""
         return value
 

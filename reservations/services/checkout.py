@@ -450,6 +450,7 @@ def _late_payment_mail(booking: Booking):
     return partial(send_mail, booking.user.email, subject, body)
 
 
-def payment_for_intent(intent_id: str) -> Payment | None:
-    mapped = db.session.get(ProviderObject, intent_id)
+def payment_for_provider_id(provider_id: str) -> Payment | None:
+    """Our payment that a provider id (pi_, ch_, re_) belongs to, if we know it (see map_provider_id)."""
+    mapped = db.session.get(ProviderObject, provider_id)
     return db.session.get(Payment, mapped.payment_id) if mapped else None

@@ -11,7 +11,6 @@ kind's. Of the tiers whose cut-off has not passed, the highest percentage applie
 last, nothing. A cancellation the resident is not responsible for refunds 100 % whatever the
 date (services.cancellation.cancel_for_ward_reason).
 """
-import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -19,7 +18,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Booking, PaymentState, RefundTier, RefundUnit, Room, RoomKind
-from ..timeutil import at_tokyo, business_date
+from ..timeutil import at_tokyo, business_date, shift_months
 
 # Examples of ward rules, seeded per kind by migration 0005 (unit, count, percent):
 #   a hall, booked long ahead and hard to let again late: 100 % until 2 months before, 50 % until 30 days;
@@ -45,7 +44,7 @@ class Tier:
     def last_day(self, day_of_use: date) -> date:
         """The last calendar day on which this tier still applies."""
         if self.unit == RefundUnit.MONTHS:
-            return months_before(day_of_use, self.count)
+            return shift_months(day_of_use, -self.count)
         return day_of_use - timedelta(days=self.count)
 
 
@@ -57,14 +56,6 @@ class Cutoff:
     ends_at: datetime
     percent: int
     tier: Tier
-
-
-def months_before(day: date, months: int) -> date:
-    """The same day number `months` earlier, or that month's last day if it is shorter."""
-    index = day.year * 12 + day.month - 1 - months
-    year, month = divmod(index, 12)
-    month += 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def kind_tiers(kind: str) -> list[Tier]:
@@ -103,12 +94,18 @@ def refund_percent(booking: Booking, now: datetime) -> int:
     return percent_at(refund_schedule(booking.room, booking.start_at), booking.start_at, now)
 
 
-def refund_if_cancelled(booking: Booking, now: datetime) -> tuple[int, int] | None:
-    """(percent, yen) that cancelling at `now` gives back; None when nothing was paid."""
+def refund_if_cancelled(booking: Booking, now: datetime,
+                        schedule: list[Cutoff] | None = None) -> tuple[int, int] | None:
+    """(percent, yen) that cancelling at `now` gives back; None when nothing was paid.
+
+    Pass the booking's `schedule` when the caller has it already: building it reads the tiers.
+    """
     payment = booking.payment
     if payment is None or payment.state != PaymentState.CAPTURED:
         return None
-    percent = refund_percent(booking, now)
+    if schedule is None:
+        schedule = refund_schedule(booking.room, booking.start_at)
+    percent = percent_at(schedule, booking.start_at, now)
     return percent, min(payment.captured_amount * percent // 100, payment.refundable)
 
 

@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta
 import jpholiday
 
 from ..models import Closure, ClosureKind, Letting, Room
-from ..timeutil import TOKYO, at_tokyo
+from ..timeutil import TOKYO, at_tokyo, shift_months
 from .errors import BookingError
 
 
@@ -44,8 +44,8 @@ def window_opens_at(room: Room, day: date) -> datetime:
     `window_open_time` Tokyo time: with 2 months, 1st, 09:00, all of March
     opens on 1 January at 09:00.
     """
-    months = day.year * 12 + (day.month - 1) - room.window_months
-    opening_day = date(months // 12, months % 12 + 1, room.window_open_day)
+    # window_open_day is at most 28 (a CHECK), so no month is too short for it.
+    opening_day = shift_months(day.replace(day=room.window_open_day), -room.window_months)
     return at_tokyo(opening_day, room.window_open_time)
 
 

@@ -6,10 +6,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Payment, ProviderObject, WebhookEvent
+from ..models import Payment, WebhookEvent
 from ..payments import WebhookEventView, get_gateway
 from ..timeutil import now_utc
-from .checkout import lock_payment, payment_for_intent, settle
+from .checkout import lock_payment, payment_for_provider_id, settle
 from .disputes import sync_dispute
 from .refunds import sync_provider_refund
 
@@ -47,7 +47,7 @@ def handle_event(event: WebhookEventView) -> str:
         db.session.rollback()
         return "duplicate"
     if event.type in INTENT_EVENTS:
-        payment = payment_for_intent(event.object_id)
+        payment = payment_for_provider_id(event.object_id)
         return settle(payment) if payment else "unknown payment"
     if event.type in DISPUTE_EVENTS:
         return sync_dispute(event.object_id, event_type=event.type, event_copy=event.object)
@@ -57,11 +57,8 @@ def handle_event(event: WebhookEventView) -> str:
 
 
 def _payment_of(*provider_ids: str | None) -> Payment | None:
-    for provider_id in provider_ids:
-        mapped = db.session.get(ProviderObject, provider_id) if provider_id else None
-        if mapped is not None:
-            return db.session.get(Payment, mapped.payment_id)
-    return None
+    """The payment of the first of these ids that we know."""
+    return next((p for i in provider_ids if i and (p := payment_for_provider_id(i)) is not None), None)
 
 
 def _sync_refund(refund_id: str) -> str:
