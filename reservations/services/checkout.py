@@ -454,3 +454,8 @@ def payment_for_provider_id(provider_id: str) -> Payment | None:
     """Our payment that a provider id (pi_, ch_, re_) belongs to, if we know it (see map_provider_id)."""
     mapped = db.session.get(ProviderObject, provider_id)
     return db.session.get(Payment, mapped.payment_id) if mapped else None
+
+
+def payment_of(*provider_ids: str | None) -> Payment | None:
+    """The payment of the first of these provider ids that we know (an event names several: dispute, charge, intent)."""
+    return next((p for i in provider_ids if i and (p := payment_for_provider_id(i)) is not None), None)

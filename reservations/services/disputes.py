@@ -9,18 +9,10 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Dispute, LedgerEntry, Payment, ProviderObject, record
-from ..payments import DisputeView, get_gateway
+from ..models import Dispute, LedgerEntry, record
+from ..payments import get_gateway
 from .attention import open_case
-from .checkout import lock_payment, map_provider_id
-
-
-def _payment_of(view: DisputeView) -> Payment | None:
-    for provider_id in (view.id, view.charge_id, view.intent_id):
-        mapped = db.session.get(ProviderObject, provider_id) if provider_id else None
-        if mapped is not None:
-            return db.session.get(Payment, mapped.payment_id)
-    return None
+from .checkout import lock_payment, map_provider_id, payment_of
 
 
 def sync_dispute(dispute_id: str, *, event_type: str, event_copy: dict) -> str:
@@ -31,7 +23,7 @@ def sync_dispute(dispute_id: str, *, event_type: str, event_copy: dict) -> str:
     and the money withdrawn or reinstated only ever grows.
     """
     view = get_gateway().retrieve_dispute(dispute_id, event_copy=event_copy)
-    payment = _payment_of(view)
+    payment = payment_of(view.id, view.charge_id, view.intent_id)
     if payment is None:
         return "unknown payment"
     payment = lock_payment(payment)

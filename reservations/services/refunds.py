@@ -41,14 +41,15 @@ PROVIDER_STATES = {
 CASES = {RefundState.FAILED: "refund_failed", RefundState.CANCELLED: "refund_cancelled"}
 
 
-def _setting(name: str, default: int) -> int:
-    return int(current_app.config.get(name, default))
+def _setting(name: str) -> int:
+    """A refund setting of config.py (REFUND_RETRY_SECONDS, ...), whose defaults live there only."""
+    return int(current_app.config[name])
 
 
 def _backoff(attempts: int) -> timedelta:
     """The wait before the next attempt: REFUND_RETRY_SECONDS, doubling, at most REFUND_RETRY_MAX_SECONDS."""
-    base = _setting("REFUND_RETRY_SECONDS", 60)
-    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), _setting("REFUND_RETRY_MAX_SECONDS", 6 * 3600)))
+    base = _setting("REFUND_RETRY_SECONDS")
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), _setting("REFUND_RETRY_MAX_SECONDS")))
 
 
 def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None = None,
@@ -104,7 +105,7 @@ def send_refund(item: Refund, *, now: datetime | None = None, due_only: bool = F
             record_sent(item, gateway.retrieve_refund(item.provider_refund_id), now=now)
         except GatewayError as exc:
             item.last_error = _describe(exc)
-            item.next_attempt_at = now + timedelta(seconds=_setting("REFUND_POLL_SECONDS", 3600))
+            item.next_attempt_at = now + timedelta(seconds=_setting("REFUND_POLL_SECONDS"))
         return
     item.attempts += 1
     try:
@@ -128,7 +129,7 @@ def _attempt_failed(item: Refund, exc: GatewayError, now: datetime) -> None:
     if not exc.transient:
         apply_provider_state(item, "failed", why=item.last_error)
         return
-    if item.attempts >= _setting("REFUND_MAX_ATTEMPTS", 8):
+    if item.attempts >= _setting("REFUND_MAX_ATTEMPTS"):
         # Given up on by itself; still reserved, since a timed-out request may have gone through.
         item.next_attempt_at = None
         record("payment", payment.id, "refund retries exhausted", refund_id=item.id, attempts=item.attempts)
@@ -147,7 +148,7 @@ def record_sent(item: Refund, view: RefundView, *, now: datetime | None = None) 
         record("payment", payment.id, "refund sent", refund_id=item.id, provider_refund_id=view.id)
     apply_provider_state(item, view.status, why=view.failure_reason)
     if item.state == RefundState.PENDING:
-        item.next_attempt_at = (now or now_utc()) + timedelta(seconds=_setting("REFUND_POLL_SECONDS", 3600))
+        item.next_attempt_at = (now or now_utc()) + timedelta(seconds=_setting("REFUND_POLL_SECONDS"))
 
 
 def apply_provider_state(item: Refund, status: str, *, why: str = "") -> bool:
@@ -241,5 +242,5 @@ def _record_external(payment: Payment, view: RefundView) -> Refund | None:
            provider_refund_id=view.id)
     apply_provider_state(item, view.status, why=view.failure_reason)
     if item.state == RefundState.PENDING:
-        item.next_attempt_at = now_utc() + timedelta(seconds=_setting("REFUND_POLL_SECONDS", 3600))
+        item.next_attempt_at = now_utc() + timedelta(seconds=_setting("REFUND_POLL_SECONDS"))
     return item

@@ -6,10 +6,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Payment, WebhookEvent
+from ..models import WebhookEvent
 from ..payments import WebhookEventView, get_gateway
 from ..timeutil import now_utc
-from .checkout import lock_payment, payment_for_provider_id, settle
+from .checkout import lock_payment, payment_for_provider_id, payment_of, settle
 from .disputes import sync_dispute
 from .refunds import sync_provider_refund
 
@@ -56,15 +56,10 @@ def handle_event(event: WebhookEventView) -> str:
     return _sync_refunds(event.object_id)
 
 
-def _payment_of(*provider_ids: str | None) -> Payment | None:
-    """The payment of the first of these ids that we know."""
-    return next((p for i in provider_ids if i and (p := payment_for_provider_id(i)) is not None), None)
-
-
 def _sync_refund(refund_id: str) -> str:
     """One refund changed at the provider (pending → succeeded, → failed, cancelled): follow it."""
     view = get_gateway().retrieve_refund(refund_id)
-    payment = _payment_of(view.id, view.charge_id)
+    payment = payment_of(view.id, view.charge_id)
     if payment is None:
         return "unknown payment"
     return f"refund {sync_provider_refund(view, lock_payment(payment))}"
@@ -72,7 +67,7 @@ def _sync_refund(refund_id: str) -> str:
 
 def _sync_refunds(charge_id: str) -> str:
     """charge.refunded: every refund of the charge, including one made in the provider's dashboard."""
-    payment = _payment_of(charge_id)
+    payment = payment_of(charge_id)
     if payment is None:
         return "unknown payment"
     payment = lock_payment(payment)
