@@ -125,7 +125,7 @@ class TestThePaymentPage:
         assert page.status_code == 200
         policy = csp(page)
         scripts = re.findall(r'<script src="([^"]+)"', page.text)
-        assert scripts == [f"{localstripe.url}/js.stripe.com/v3/", "/static/pay.js"]
+        assert scripts == [f"{localstripe.url}/js.stripe.com/v3/", "/static/pay.js", "/static/site.js"]
         assert policy["script-src"] == ["'self'", localstripe.url]
         assert policy["connect-src"] == ["'self'", localstripe.url]  # Stripe.js tokenises the card there
         assert policy["frame-src"] == [localstripe.url]

@@ -164,7 +164,8 @@ def pay_page(booking_id: int):
     db.session.commit()
     gateway = get_gateway()
     return render_template("bookings/pay.html", booking=booking, payment=payment, now=now,
-                           js_url=gateway.js_url, publishable_key=gateway.publishable_key)
+                           js_url=gateway.js_url, publishable_key=gateway.publishable_key,
+                           hold_minutes=current_app.config["HOLD_MINUTES"])
 
 
 def _payment_error(booking: Booking, message: str, status: int):

@@ -2,6 +2,7 @@
 import re
 from datetime import date, timedelta
 
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, Field, IntegerField, SelectChoice, SelectField, SelectMultipleField
@@ -100,9 +101,13 @@ class SearchForm(FlaskForm):
             raise ValidationError(_l("Choose a date to see only rooms with a free slot."))
 
     def __init__(self, *args, buildings=(), **kwargs):
+        """`buildings`: (building, its name as the page shows it). On an English page a building the
+        catalog names only in Japanese is marked lang="ja", as catalog names in the page's body are."""
         super().__init__(*args, **kwargs)
+        english = str(get_locale()) == "en"
         self.building.choices = [SelectChoice("", _l("Any building"))] + [
-            SelectChoice(str(b.id), name) for b, name in buildings
+            SelectChoice(str(b.id), name, render_kw={"lang": "ja"} if english and name == b.name else None)
+            for b, name in buildings
         ]
 
 

@@ -3,10 +3,13 @@
 One place, so that every page says the same thing and the catalog has one
 msgid per label. Registered as Jinja globals by the public blueprint.
 """
+import re
+
 from babel.dates import get_day_names
-from flask_babel import get_locale, pgettext
+from flask_babel import format_date, get_locale, pgettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
 from ..models import BookingState, Building, Residency, Room, RoomKind
 from ..services import availability, receipts
@@ -149,6 +152,23 @@ def closure_label(reason: str | None) -> str:
     return _lookup(CLOSURES, reason)
 
 
+# How a calendar cell names its day to a screen reader: "12月16日（水）空きあり", "Wednesday 16 December, available".
+DAY_CELL_PATTERNS = {"ja": "M月d日（E）", "en": "EEEE d MMMM"}
+
+
+def calendar_day_label(day, mark: str, closure: str | None = None) -> Markup:
+    """A day of the month calendar, said as a whole: its date, weekday and state (and why it is closed).
+    A closure's reason in the facility's own Japanese words is marked as Japanese on an English page."""
+    date_text = format_date(day, DAY_CELL_PATTERNS.get(current_language(), DAY_CELL_PATTERNS["en"]))
+    state = Markup.escape(mark_label(mark))
+    if closure:
+        reason = closure_label(closure)
+        lang = catalog_lang(reason)
+        reason = Markup("<span{}>{}</span>").format(lang, reason) if lang else Markup.escape(reason)
+        state = Markup(_("%(state)s (%(reason)s)")) % {"state": state, "reason": reason}
+    return Markup(_("%(date)s, %(state)s")) % {"date": date_text, "state": state}
+
+
 def weekday_name(weekday: int, width: str = "wide") -> str:
     """Monday = 0, in the current language."""
     return get_day_names(width, locale=get_locale())[weekday]
@@ -197,6 +217,48 @@ def building_name(building: Building) -> str:
     return building.name
 
 
+def hiragana(kana: str) -> str:
+    """A catalog's katakana reading as the hiragana furigana is printed in: チュウオウ -> ちゅうおう."""
+    return "".join(chr(ord(c) - 0x60) if "\u30a1" <= c <= "\u30f6" else c for c in kana)
+
+
+def _shown_name(japanese: str, kana: str | None, english: str | None, *, with_japanese: bool = False) -> Markup:
+    """A catalog name for the page's body: its English name on an English page where the catalog has one,
+    else the Japanese name, marked lang="ja" on an English page (so a screen reader reads it in Japanese)
+    and with its reading as ruby where the catalog has one. `with_japanese` adds the Japanese name after
+    an English one (a page's heading: the name on the facility's signs). Never for <title>: use room_name."""
+    if kana:
+        ruby = Markup("<ruby>{}<rp>（</rp><rt>{}</rt><rp>）</rp></ruby>").format(japanese, hiragana(kana))
+    else:
+        ruby = Markup.escape(japanese)
+    if current_language() != "en":
+        return ruby
+    if not english:
+        return Markup('<span lang="ja">{}</span>').format(ruby)
+    if with_japanese and english != japanese:
+        return Markup('{} <small lang="ja">{}</small>').format(english, ruby)
+    return Markup.escape(english)
+
+
+JAPANESE = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
+
+
+def catalog_lang(text: str | None) -> Markup:
+    """The attribute for catalog text in Japanese (an address, a closure's reason) on an English page,
+    so a screen reader reads it in Japanese. Text the facility wrote in English is left alone."""
+    if current_language() == "en" and text and JAPANESE.search(text):
+        return Markup(' lang="ja"')
+    return Markup("")
+
+
+def room_label(room: Room, with_japanese: bool = False) -> Markup:
+    return _shown_name(room.name, room.name_kana, room.name_en, with_japanese=with_japanese)
+
+
+def building_label(building: Building, with_japanese: bool = False) -> Markup:
+    return _shown_name(building.name, building.name_kana, building.name_en, with_japanese=with_japanese)
+
+
 def receipt_issuer(receipt) -> str:
     return receipts.issuer_name(receipt, current_language())
 
@@ -214,11 +276,15 @@ GLOBALS = {
     "unit_status_label": unit_status_label,
     "closure_label": closure_label,
     "weekday_name": weekday_name,
+    "calendar_day_label": calendar_day_label,
     "ordinal": ordinal,
     "price_line_label": price_line_label,
     "duration_label": duration_label,
     "multiplier_text": multiplier_text,
     "room_name": room_name,
     "building_name": building_name,
+    "room_label": room_label,
+    "catalog_lang": catalog_lang,
+    "building_label": building_label,
     "receipt_issuer": receipt_issuer,
 }

@@ -53,22 +53,43 @@
   }
 
   // --- the countdown to the end of the hold ------------------------------------------
+  // It ticks every second on screen only. A screen reader is told the time left in a polite
+  // live region a few times (ANNOUNCE_AT minutes left), never every second.
+  var ANNOUNCE_AT = [5, 2, 1];
   if (countdown) {
+    var announcer = document.getElementById('hold-announce');
     var expiresAt = Date.parse(countdown.getAttribute('datetime'));
     // The server's clock, not the phone's: a phone a few minutes off must not promise time that is not there.
     var skew = Date.parse(countdown.dataset.now) - Date.now();
-    var warned = false;
     var timer = null;
+    var secondsLeft = function () {
+      return Math.max(0, Math.floor((expiresAt - (Date.now() + skew)) / 1000));
+    };
+    // A mark already passed when the page opened is not announced: the page itself says the time left.
+    var announced = ANNOUNCE_AT.map(function (minutes) { return secondsLeft() <= minutes * 60; });
+    var announce = function (left) {
+      var due = -1;
+      ANNOUNCE_AT.forEach(function (minutes, i) {
+        if (!announced[i] && left <= minutes * 60) {
+          announced[i] = true;
+          due = minutes; // several passed at once (a phone woken from sleep): say only the latest
+        }
+      });
+      if (due > 0 && announcer) {
+        announcer.textContent = due === 1 ? msg.msgLastMinute : msg.msgMinutesLeft.replace('{n}', due);
+      }
+    };
     var tick = function () {
-      var left = Math.max(0, Math.floor((expiresAt - (Date.now() + skew)) / 1000));
+      var left = secondsLeft();
       var seconds = left % 60;
       countdown.textContent = Math.floor(left / 60) + ':' + (seconds < 10 ? '0' : '') + seconds;
-      if (left <= 60 && left > 0 && !warned) {
-        warned = true;
-        status.textContent = msg.msgLastMinute;
-      }
-      if (left === 0) {
+      if (left > 0) {
+        announce(left);
+      } else {
         window.clearInterval(timer);
+        if (announcer) {
+          announcer.textContent = '';
+        }
         if (!busy && !finished) {
           finish();
           status.textContent = '';
@@ -88,7 +109,8 @@
     return;
   }
   var stripe = window.Stripe(msg.key);
-  var card = stripe.elements().create('card', {hidePostalCode: true});
+  // In the page's language, not the browser's: the card field and the errors it reports (shown below).
+  var card = stripe.elements({locale: document.documentElement.lang}).create('card', {hidePostalCode: true});
   card.mount('#card-element');
   card.on('change', function (event) {
     // Real Stripe.js says what is wrong with the number as it is typed.

@@ -8,6 +8,7 @@ which ends its transaction at once (on SQLite an open transaction holds the
 write lock that the server needs).
 """
 import threading
+from datetime import timedelta
 
 import pytest
 from flask import request, request_finished
@@ -15,6 +16,8 @@ from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from reservations.extensions import db
+from reservations.services import rules
+from reservations.timeutil import business_date, now_utc
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -148,3 +151,29 @@ def page(browser, live_server):
     context.close()
     assert script_errors == [], script_errors
     assert csp_violations == [], csp_violations
+
+
+@pytest.fixture
+def day():
+    """A day 10 to 20 days ahead, open for booking online."""
+    today = business_date(now_utc())
+    return next(d for d in (today + timedelta(days=n) for n in range(10, 21)) if not rules.is_year_end(d))
+
+
+def type_card(page, number: str) -> None:
+    """localstripe's card Element (Stripe's iframe in production): plain inputs named by their placeholders."""
+    card = page.locator("#card-element")
+    card.get_by_placeholder("number", exact=True).press_sequentially(number)
+    card.get_by_placeholder("exp_month").fill("12")
+    card.get_by_placeholder("exp_year").fill("30")
+    card.get_by_placeholder("cvc").fill("123")
+    card.get_by_placeholder("postal_code").fill("1040061")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The accessibility scan's figures (tests/e2e/test_accessibility.py), when it ran."""
+    from tests.e2e.tour import AXE_SUMMARY
+
+    if AXE_SUMMARY.scans:
+        terminalreporter.write_sep("-", "accessibility")
+        terminalreporter.write_line(AXE_SUMMARY.line())

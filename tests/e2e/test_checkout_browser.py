@@ -13,8 +13,8 @@ from playwright.sync_api import Page, expect
 from reservations.extensions import db
 from reservations.models import Booking, BookingState, LedgerEntry, PaymentState, Receipt
 from reservations.payments import get_gateway
-from reservations.services import expiry, rules
-from reservations.timeutil import business_date, now_utc
+from reservations.services import expiry
+from tests.e2e.conftest import type_card
 from tests.helpers import outbox
 
 pytestmark = pytest.mark.e2e
@@ -23,13 +23,6 @@ GOOD = "4242424242424242"
 DECLINED = "4000000000000341"
 THREE_D_SECURE = "4000002500003155"
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def day():
-    """A day 10 to 20 days ahead, open for booking online."""
-    today = business_date(now_utc())
-    return next(d for d in (today + timedelta(days=n) for n in range(10, 21)) if not rules.is_year_end(d))
 
 
 @pytest.fixture
@@ -43,6 +36,7 @@ def sign_up(page: Page, app) -> str:
     page.goto("/")
     page.get_by_role("button", name="English").click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.get_by_role("button", name="Menu").click()  # a phone: the header's links are behind it
     page.get_by_role("link", name="Sign up").click()
     email = f"r{uuid.uuid4().hex[:8]}@example.com"
     page.get_by_label("Name", exact=True).fill("山田 花子")
@@ -61,7 +55,7 @@ def sign_up(page: Page, app) -> str:
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.locator("form[action$='/account/logout']")).to_be_attached()  # behind the menu on a phone
     return email
 
 
@@ -75,16 +69,6 @@ def hold_morning(page: Page, room_id: int, day) -> int:
     page.wait_for_url(re.compile(r"/bookings/\d+/pay$"))
     expect(page.get_by_role("heading", name="Pay by card")).to_be_visible()
     return int(re.search(r"/bookings/(\d+)/pay$", page.url).group(1))
-
-
-def type_card(page: Page, number: str) -> None:
-    """localstripe's card Element: plain inputs named by their placeholders."""
-    card = page.locator("#card-element")
-    card.get_by_placeholder("number", exact=True).press_sequentially(number)
-    card.get_by_placeholder("exp_month").fill("12")
-    card.get_by_placeholder("exp_year").fill("30")
-    card.get_by_placeholder("cvc").fill("123")
-    card.get_by_placeholder("postal_code").fill("1040061")
 
 
 def pay_button(page: Page):
