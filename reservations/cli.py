@@ -184,6 +184,9 @@ def _seed_users() -> list[tuple[User, bool]]:
         if created:
             user = User(email=email, name=name, role=role, residency=residency, email_verified_at=now_utc())
             user.set_password(DEMO_PASSWORD)
+            if role == Role.STAFF:  # the demo's member of staff runs every demo building
+                db.session.flush()
+                user.buildings = list(db.session.scalars(select(Building).order_by(Building.id)))
             db.session.add(user)
         users.append((user, created))
     return users

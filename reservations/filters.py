@@ -19,6 +19,11 @@ def tokyo_time(dt: datetime) -> str:
     return format_time(local(dt), "HH:mm")
 
 
+def tokyo_date(dt: datetime) -> str:
+    """The Tokyo calendar day of a moment, as YYYY-MM-DD (for links to a day's page)."""
+    return local(dt).date().isoformat()
+
+
 def month_label(day) -> str:
     """"2026年12月" in Japanese, "December 2026" in English."""
     return format_skeleton("yMMMM", day, locale=get_locale())
@@ -28,5 +33,6 @@ def register(app) -> None:
     app.add_template_filter(yen)
     app.add_template_filter(tokyo_datetime)
     app.add_template_filter(tokyo_time)
+    app.add_template_filter(tokyo_date)
     app.add_template_filter(format_date, "date")
     app.add_template_filter(month_label)

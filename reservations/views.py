@@ -11,6 +11,7 @@ JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "webhooks.s
 
 def register(app) -> None:
     from .account import bp as account_bp
+    from .admin import bp as admin_bp
     from .bookings import bp as bookings_bp
     from .public import bp as public_bp
     from .staff import bp as staff_bp
@@ -21,6 +22,7 @@ def register(app) -> None:
     app.register_blueprint(bookings_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(admin_bp)
 
     @app.before_request
     def forms_take_no_json():

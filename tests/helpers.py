@@ -12,16 +12,16 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from reservations.extensions import db
-from reservations.models import AuditEntry
+from reservations.models import AttentionCase, AuditEntry
 from reservations.services.booking import reserve
 from reservations.services.rules import division_slot, is_holiday, is_year_end
 from reservations.timeutil import business_date, now_utc
@@ -51,6 +51,32 @@ def book(user, room, codes=("MORNING",), *, now=None, day=None):
     booking = reserve(user, room, slot, now=now or now_utc())
     db.session.commit()
     return booking
+
+
+def attention_case(user, room, detail: str = "intent pi_123: 2800 yen") -> AttentionCase:
+    """An open "paid after the slot was taken" case about a booking of `user` in `room`, committed."""
+    booking = reserve(user, room, division_slot(room, date(2027, 2, 10), ["MORNING"]),
+                      now=datetime(2027, 1, 10, 3, 0, tzinfo=UTC))
+    db.session.flush()
+    case = AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken", detail=detail)
+    db.session.add(case)
+    db.session.commit()
+    return case
+
+
+@contextmanager
+def statements():
+    """Every SQL statement the engine sends inside the block, in order."""
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def count(model, *where) -> int:

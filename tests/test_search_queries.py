@@ -1,34 +1,18 @@
 """The search page computes every room's mark for a day in a constant number of SQL statements."""
 import re
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from reservations.extensions import db
 from reservations.models import Closure, ClosureKind, Room
 from reservations.services import booking, rules
 from reservations.services.catalog import import_catalog, parse_division_times, read_catalog
-from tests.helpers import booking_day
+from tests.helpers import booking_day, statements
 
 MEGURO = Path(__file__).resolve().parents[1] / "data" / "facilities" / "tokyo-meguro.json"
 DIVISIONS = "MORNING=09:00-12:00,AFTERNOON=13:00-17:00,EVENING=18:00-21:00"
-
-
-@contextmanager
-def statements():
-    """Every SQL statement the engine sends inside the block, in order."""
-    sent: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        sent.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def search_statements(client, day) -> tuple[list[str], str]:

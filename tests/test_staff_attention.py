@@ -1,24 +1,16 @@
 """The staff "needs attention" list: late payments whose slot was taken land here."""
-from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import select
 
 from reservations.extensions import db
 from reservations.models import AttentionCase, AuditEntry, Role
-from reservations.services.booking import reserve
-from reservations.services.rules import division_slot
+from tests.helpers import attention_case
 
 
 @pytest.fixture
 def case(room, resident):
-    booking = reserve(resident, room, division_slot(room, date(2027, 2, 10), ["MORNING"]),
-                      now=datetime(2027, 1, 10, 3, 0, tzinfo=UTC))
-    db.session.flush()
-    case = AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken", detail="intent pi_123: 2800 yen")
-    db.session.add(case)
-    db.session.commit()
-    return case
+    return attention_case(resident, room)
 
 
 def test_residents_cannot_see_the_list(client, english, login_as, resident, case):

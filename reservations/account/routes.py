@@ -149,7 +149,7 @@ def reset_request():
     if form.validate_on_submit():
         reset = request_password_reset(form.email.data)
         db.session.commit()
-        _mail_reset_link(reset)
+        mail_reset_link(reset)
         # The same answer whether or not the address is registered.
         flash(_("If that address is registered, we have sent it a link to set a new password."), "success")
         return redirect(url_for("account.reset_request"))
@@ -262,7 +262,7 @@ def _mail_signup(outcome: SignUp) -> None:
                           days=max(1, current_app.config["EMAIL_VERIFY_MAX_AGE"] // 86400))
 
 
-def _mail_reset_link(reset: PasswordReset) -> None:
+def mail_reset_link(reset: PasswordReset) -> None:
     # Rendered for an unknown address too, so that both answers take the same work; sent only to a real one.
     _mail_in_users_locale(reset.user, reset.user.email if reset.user else "", "account/email/reset_password.txt",
                           _l("Set a new password"), send=reset.user is not None,

@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from ..timeutil import now_utc
@@ -21,6 +21,8 @@ class AuditEntry(db.Model):
     subject_id: Mapped[int]
     action: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    actor: Mapped["User | None"] = relationship()  # noqa: F821 (models/user.py)
 
 
 def record(subject: str, subject_id: int, action: str, *, actor_id: int | None = None, **data) -> AuditEntry:

@@ -2,8 +2,8 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Table
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
@@ -25,6 +25,16 @@ class Role(enum.StrEnum):
     STAFF = "staff"
     FINANCE = "finance"
     ADMIN = "admin"
+
+
+# The buildings a staff member runs: their scope. Staff see and change only these; admin and finance
+# are not scoped (admin sees everything, finance reconciles the whole ward).
+staff_buildings = Table(
+    "staff_buildings",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("building_id", ForeignKey("buildings.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
 
 
 class User(UserMixin, db.Model):
@@ -52,6 +62,9 @@ class User(UserMixin, db.Model):
     # Part of every session's identity: bumping it (logout, password change, reset)
     # invalidates every cookie issued before.
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    buildings: Mapped[list["Building"]] = relationship(  # noqa: F821 (models/facility.py)
+        secondary=staff_buildings, order_by="Building.id")
 
     def get_id(self) -> str:
         # What Flask-Login keeps in the session cookie. The loader (reservations.account)

@@ -119,6 +119,21 @@ def state_label(code: str) -> str:
     return _lookup(STATES, code)
 
 
+# Audit actions in words, for the history on a booking's page; a state change "a->b" is said as "A → B".
+AUDIT_ACTIONS = {
+    ("booking", "held"): _l("Booking made (held)"),
+    ("booking", "confirmed"): _l("Booking made (confirmed)"),
+}
+
+
+def audit_action_label(subject: str, action: str) -> str:
+    if subject == "booking" and "->" in action:
+        before, after = action.split("->", 1)
+        return f"{state_label(before)} → {state_label(after)}"
+    label = AUDIT_ACTIONS.get((subject, action))
+    return str(label) if label else f"{subject}: {action}"
+
+
 def residency_label(code: str) -> str:
     return _lookup(RESIDENCIES, code)
 
@@ -268,6 +283,7 @@ GLOBALS = {
     "kind_label": kind_label,
     "division_label": division_label,
     "state_label": state_label,
+    "audit_action_label": audit_action_label,
     "residency_label": residency_label,
     "equipment_label": equipment_label,
     "mark_label": mark_label,

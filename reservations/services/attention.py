@@ -3,8 +3,9 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from ..backoffice import scoped
 from ..extensions import db
-from ..models import AttentionCase, Booking, Dispute, Payment, Refund, User, record
+from ..models import AttentionCase, Booking, Dispute, Payment, Refund, Room, User, record
 from ..timeutil import now_utc
 
 # What each kind of case means, for the staff page.
@@ -46,9 +47,16 @@ def open_case(payment: Payment, reason: str, detail: str = "", *, refund: Refund
     return case
 
 
-def open_cases() -> list[AttentionCase]:
+def case_building_id(case: AttentionCase) -> int:
+    return case.booking.room.building_id
+
+
+def open_cases(user: User) -> list[AttentionCase]:
+    """The open cases of the buildings `user` may see (backoffice.building_scope), oldest first."""
+    statement = (select(AttentionCase).join(AttentionCase.booking).join(Booking.room)
+                 .where(AttentionCase.resolved_at.is_(None)))
     return list(db.session.scalars(
-        select(AttentionCase).where(AttentionCase.resolved_at.is_(None)).order_by(AttentionCase.created_at)
+        scoped(statement, Room.building_id, user).order_by(AttentionCase.created_at)
         .options(joinedload(AttentionCase.booking).joinedload(Booking.user),
                  joinedload(AttentionCase.booking).joinedload(Booking.room),
                  joinedload(AttentionCase.payment), joinedload(AttentionCase.refund),

@@ -33,7 +33,7 @@ class Day:
     units: list[Unit]
 
 
-def _units(room: Room, day: date) -> list[tuple[str, datetime, datetime]]:
+def room_units(room: Room, day: date) -> list[tuple[str, datetime, datetime]]:
     if room.letting == Letting.DIVISION:
         return [(d.code, at_tokyo(day, d.start_time), at_tokyo(day, d.end_time)) for d in room.divisions]
     step = timedelta(minutes=room.step_minutes)
@@ -61,7 +61,7 @@ def _occupied(room: Room, start: datetime, end: datetime, now: datetime) -> list
     return _occupied_by_room([room.id], start, end, now)[room.id]
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
+def day_bounds(day: date) -> tuple[datetime, datetime]:
     return at_tokyo(day, datetime.min.time()), at_tokyo(day + timedelta(days=1), datetime.min.time())
 
 
@@ -69,7 +69,7 @@ def _day(room: Room, day: date, occupied, now: datetime) -> Day:
     closure = closure_reason(room, day)
     opens = window_opens_at(room, day)
     units = []
-    for code, start, end in _units(room, day):
+    for code, start, end in room_units(room, day):
         if closure:
             status = "closed"
         elif now < opens or now > window_closes_at(room, start):
@@ -95,7 +95,7 @@ def _day(room: Room, day: date, occupied, now: datetime) -> Day:
 
 def day_availability(room: Room, day: date, *, now: datetime | None = None) -> Day:
     now = now or now_utc()
-    return _day(room, day, _occupied(room, *_day_bounds(day), now), now)
+    return _day(room, day, _occupied(room, *day_bounds(day), now), now)
 
 
 def rooms_day_availability(rooms: list[Room], day: date, *, now: datetime | None = None) -> dict[int, Day]:
@@ -105,7 +105,7 @@ def rooms_day_availability(rooms: list[Room], day: date, *, now: datetime | None
     that the marks are computed in Python without a query per room.
     """
     now = now or now_utc()
-    occupied = _occupied_by_room([room.id for room in rooms], *_day_bounds(day), now)
+    occupied = _occupied_by_room([room.id for room in rooms], *day_bounds(day), now)
     return {room.id: _day(room, day, occupied[room.id], now) for room in rooms}
 
 

@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from ..backoffice import in_scope
 from ..extensions import db
 from ..models import Booking, BookingState, Payment, PaymentState, Room, User, record
 from ..timeutil import now_utc
@@ -147,7 +148,8 @@ def place_hold(
     same moment in different rooms cannot pass them together.
     """
     now = now or now_utc()
-    at_counter = actor is not None and actor.is_staff
+    # Only staff of the room's building book on someone's behalf there.
+    at_counter = actor is not None and actor.is_staff and in_scope(actor, room.building_id)
     if user.email_verified_at is None and not at_counter:
         raise BookingError("email_unverified")
     check_bookable(room, slot, now)

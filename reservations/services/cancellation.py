@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from ..aftercommit import after_commit
+from ..backoffice import in_scope
 from ..extensions import db
 from ..links import external_url
 from ..mail import send_mail
@@ -72,8 +73,8 @@ def cancel_for_ward_reason(booking: Booking, staff: User, reason: str, *, note: 
     refund, or None when nothing had been paid. Flushes; the refund itself commits (see refunds).
     """
     now = now or now_utc()
-    if not staff.is_staff:
-        raise BookingError("staff_only")
+    if not staff.is_staff or not in_scope(staff, booking.room.building_id):
+        raise BookingError("staff_only")  # staff of another building may not either
     if reason not in WARD_REASONS:
         raise ValueError(f"unknown ward reason {reason!r}; one of {', '.join(WARD_REASONS)}")
     payment = _lock(booking)

@@ -1,21 +1,8 @@
-"""Staff pages. For now: the "needs attention" list of cases the system could not settle alone."""
-from functools import wraps
+"""Staff pages, scoped to the buildings each staff member runs (reservations/backoffice.py)."""
+from flask import Blueprint
 
-from flask import Blueprint, abort
-from flask_login import current_user, login_required
+from ..backoffice import staff_required  # noqa: F401 (the views' decorator)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
-
-
-def staff_required(view):
-    @wraps(view)
-    @login_required
-    def wrapped(*args, **kwargs):
-        if not current_user.is_staff:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapped
-
 
 from . import routes  # noqa: E402,F401
