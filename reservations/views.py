@@ -13,6 +13,7 @@ def register(app) -> None:
     from .account import bp as account_bp
     from .admin import bp as admin_bp
     from .bookings import bp as bookings_bp
+    from .feeds import bp as feeds_bp
     from .public import bp as public_bp
     from .staff import bp as staff_bp
     from .webhooks import bp as webhooks_bp
@@ -23,6 +24,7 @@ def register(app) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(feeds_bp)
 
     @app.before_request
     def forms_take_no_json():

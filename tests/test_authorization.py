@@ -25,6 +25,7 @@ PATH_VALUES = {
     "case_id": lambda world: world["case_id"],
     "building_id": lambda world: world["building_id"],
     "booking_id": lambda world: world["booking_id"],
+    "room_id": lambda world: world["room_id"],
     "user_id": lambda world: world["users"]["staff here"],
 }
 
@@ -42,7 +43,7 @@ def world(make_room, make_user, resident):
         "finance": make_user("finance@example.com", role=Role.FINANCE),
         "admin": make_user("admin@example.com", role=Role.ADMIN),
     }
-    return {"case_id": case.id, "building_id": room.building_id, "booking_id": case.booking_id,
+    return {"case_id": case.id, "building_id": room.building_id, "booking_id": case.booking_id, "room_id": room.id,
             "users": {name: u.id for name, u in users.items()},
             "ids": {name: u.get_id() for name, u in users.items()}}
 

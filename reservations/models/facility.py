@@ -75,6 +75,8 @@ class Room(db.Model):
     note: Mapped[str] = mapped_column(Text, default="")
     lottery_note: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The secret in the room's iCal feed address (services/feeds.py); None until staff make one.
+    feed_token: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
 
     letting: Mapped[str] = mapped_column(String(16), default=Letting.DIVISION)
     # Let by the hour: opening hours, durations and the rate per unit of time.

@@ -8,9 +8,10 @@ from sqlalchemy import select
 
 from ..backoffice import require_building, scoped
 from ..extensions import db
-from ..models import AttentionCase, Booking, Building
+from ..links import external_url
+from ..models import AttentionCase, Booking, Building, Room
 from ..public.routes import MAX_ID
-from ..services import attention, audit_trail, calendars
+from ..services import attention, audit_trail, calendars, feeds
 from ..timeutil import business_date, now_utc
 from . import bp, staff_required
 
@@ -85,3 +86,28 @@ def booking(booking_id: int):
     require_building(booking.room.building_id)
     return render_template("staff/booking.html", booking=booking, trail=audit_trail.of_booking(booking),
                            entry_state=calendars.entry_state(booking, now_utc()), entry_states=calendars.ENTRY_STATES)
+
+
+def _room_or_404(room_id: int) -> Room:
+    room = db.session.get(Room, room_id) if 0 < room_id <= MAX_ID else None
+    if room is None:
+        abort(404)
+    require_building(room.building_id)
+    return room
+
+
+@bp.route("/rooms/<int:room_id>/feed", methods=["GET", "POST"])
+@staff_required
+def room_feed(room_id: int):
+    """The room's iCal feed address; a POST makes a new one, and the old one stops working."""
+    room = _room_or_404(room_id)
+    form = ResolveForm()
+    if request.method == "POST" and form.validate_on_submit():
+        rotated = room.feed_token is not None
+        feeds.rotate(room, current_user.id)
+        db.session.commit()
+        flash(_("A new feed address is made; the old one no longer works.") if rotated
+              else _("The feed address is made."), "success")
+        return redirect(url_for(".room_feed", room_id=room.id))
+    url = external_url("feeds.room_feed", token=room.feed_token) if room.feed_token else None
+    return render_template("staff/room_feed.html", room=room, url=url, form=form)

@@ -25,6 +25,7 @@ WIDTHS = [360, 1280]
 NOT_IN_THE_TOUR = {
     "static": "files, not pages",
     "webhooks.": "the payment provider's endpoint, no page",
+    "feeds.": "iCal files for calendar programs, no page (tests/test_room_feeds.py)",
     "staff.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "admin.": "the back office: tests/e2e/test_back_office_pages.py checks it",
 }

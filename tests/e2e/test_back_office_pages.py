@@ -27,7 +27,7 @@ def office(room, resident, make_user):
     world = {"staff": make_user("staff@example.com", role=Role.STAFF, name="窓口 職員").get_id(),
              "admin": make_user("admin@example.com", role=Role.ADMIN, name="管理 者").get_id()}
     world["staff_id"] = int(world["staff"].split(":")[0])
-    world.update(building_id=room.building_id, booking_id=case.booking_id)
+    world.update(building_id=room.building_id, booking_id=case.booking_id, room_id=room.id)
     db.session.rollback()  # nothing left open in the test thread: on SQLite it would lock out the server
     return world
 
@@ -46,6 +46,8 @@ STEPS = [
     ("a booking and its history", "staff", "staff.booking",
      lambda page, w: page.goto(f"/staff/bookings/{w['booking_id']}")),
     ("needs attention", "staff", "staff.attention_list", lambda page, w: page.goto("/staff/attention")),
+    ("a room's calendar feed", "staff", "staff.room_feed",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/feed")),
     ("accounts", "admin", "admin.accounts", lambda page, w: page.goto("/admin/accounts")),
     ("new account", "admin", "admin.new_account", lambda page, w: page.goto("/admin/accounts/new")),
     ("new account with errors", "admin", "admin.new_account", lambda page, w: _errors(page)),
