@@ -1,14 +1,14 @@
-from flask import abort, flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..account.routes import mail_reset_link
+from ..account.routes import _show_error, mail_reset_link
 from ..backoffice import admin_required
 from ..extensions import db
 from ..models import Building, User
 from ..public.labels import building_name
-from ..public.routes import MAX_ID
+from ..public.routes import row_or_404
 from ..services import staff_accounts
 from ..services.staff_accounts import ROLE_LABELS, StaffAccountError
 from . import bp
@@ -17,11 +17,6 @@ from .forms import AccessForm, NewAccountForm
 
 def _buildings() -> list[tuple[Building, str]]:
     return [(b, building_name(b)) for b in db.session.scalars(select(Building).order_by(Building.id))]
-
-
-def _show_error(form, exc: StaffAccountError) -> None:
-    field = getattr(form, exc.field or "", None)
-    (field.errors if field is not None else form.form_errors).append(exc.message)
 
 
 @bp.get("/accounts")
@@ -53,9 +48,7 @@ def new_account():
 @bp.route("/accounts/<int:user_id>", methods=["GET", "POST"])
 @admin_required
 def account(user_id: int):
-    user = db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
-    if user is None:
-        abort(404)
+    user = row_or_404(User, user_id)
     form = AccessForm(buildings=_buildings(), data={"role": user.role, "buildings": [b.id for b in user.buildings]})
     if form.validate_on_submit():
         try:

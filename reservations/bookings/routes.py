@@ -14,7 +14,7 @@ from ..extensions import db
 from ..filters import yen
 from ..models import ACTIVE_STATES, Booking, BookingState, Payment, PaymentState, Receipt, RefundState, Room
 from ..payments import GatewayError, get_gateway
-from ..public.routes import MAX_ID, room_or_404
+from ..public.routes import room_or_404, row_or_404
 from ..services import booking as booking_service
 from ..services import cancellation, checkout, pricing, refund_policy, rules
 from ..services.errors import BookingError
@@ -60,8 +60,8 @@ def _back_to_room(room_id: int, form: SlotForm, error: BookingError) -> str:
 
 def _own_booking_or_404(booking_id: int) -> Booking:
     """The signed-in user's booking; anyone else's is "not found", so nothing about it leaks."""
-    booking = db.session.get(Booking, booking_id) if 0 < booking_id <= MAX_ID else None
-    if booking is None or booking.user_id != current_user.id:
+    booking = row_or_404(Booking, booking_id)
+    if booking.user_id != current_user.id:
         abort(404)
     return booking
 

@@ -20,10 +20,18 @@ from .labels import building_name
 MAX_ID = 2**31 - 1
 
 
+def row_or_404(model, row_id: int):
+    """The row of `model` with this primary key, or 404 (for an id out of range too)."""
+    row = db.session.get(model, row_id) if 0 < row_id <= MAX_ID else None
+    if row is None:
+        abort(404)
+    return row
+
+
 def room_or_404(room_id: int) -> Room:
     """An active room, or 404: inactive rooms are not shown to the public."""
-    room = db.session.get(Room, room_id) if 0 < room_id <= MAX_ID else None
-    if room is None or not room.active:
+    room = row_or_404(Room, room_id)
+    if not room.active:
         abort(404)
     return room
 

@@ -1,6 +1,6 @@
 """Cases staff must look at: a payment that arrived after its slot was taken, a refund that failed, a dispute."""
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from ..backoffice import scoped
@@ -51,14 +51,22 @@ def case_building_id(case: AttentionCase) -> int:
     return case.booking.room.building_id
 
 
+def _open_in_scope(statement, user: User):
+    """`statement` over attention cases, limited to open ones of the buildings `user` may see."""
+    statement = statement.join(AttentionCase.booking).join(Booking.room).where(AttentionCase.resolved_at.is_(None))
+    return scoped(statement, Room.building_id, user)
+
+
+def open_case_count(user: User) -> int:
+    return db.session.scalar(_open_in_scope(select(func.count(AttentionCase.id)), user))
+
+
 def open_cases(user: User) -> list[AttentionCase]:
     """The open cases of the buildings `user` may see (backoffice.building_scope), oldest first."""
-    statement = (select(AttentionCase).join(AttentionCase.booking).join(Booking.room)
-                 .where(AttentionCase.resolved_at.is_(None)))
     return list(db.session.scalars(
-        scoped(statement, Room.building_id, user).order_by(AttentionCase.created_at)
+        _open_in_scope(select(AttentionCase), user).order_by(AttentionCase.created_at)
         .options(joinedload(AttentionCase.booking).joinedload(Booking.user),
-                 joinedload(AttentionCase.booking).joinedload(Booking.room),
+                 joinedload(AttentionCase.booking).joinedload(Booking.room).joinedload(Room.building),
                  joinedload(AttentionCase.payment), joinedload(AttentionCase.refund),
                  joinedload(AttentionCase.dispute))
     ))

@@ -1,16 +1,17 @@
 from datetime import date, timedelta
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from ..backoffice import require_building, scoped
 from ..extensions import db
 from ..links import external_url
 from ..models import AttentionCase, Booking, Building, Room
-from ..public.routes import MAX_ID
+from ..public.routes import row_or_404
 from ..services import attention, audit_trail, calendars, feeds
 from ..timeutil import business_date, now_utc
 from . import bp, staff_required
@@ -18,6 +19,13 @@ from . import bp, staff_required
 
 class ResolveForm(FlaskForm):
     pass
+
+
+def _in_scope_or_404(model, row_id: int, building_of):
+    """The row, if it exists and its building (`building_of(row)`) is in the user's scope; else 404 either way."""
+    row = row_or_404(model, row_id)
+    require_building(building_of(row))
+    return row
 
 
 @bp.get("/attention")
@@ -31,10 +39,7 @@ def attention_list():
 @staff_required
 def resolve(case_id: int):
     form = ResolveForm()
-    if not 0 < case_id <= MAX_ID:
-        abort(404)  # PostgreSQL's integer ids stop there; a larger one would be a 500, not "not found"
-    case = db.get_or_404(AttentionCase, case_id)
-    require_building(attention.case_building_id(case))
+    case = _in_scope_or_404(AttentionCase, case_id, attention.case_building_id)
     if form.validate_on_submit():
         attention.resolve(case, current_user)
         db.session.commit()
@@ -42,27 +47,20 @@ def resolve(case_id: int):
     return redirect(url_for(".attention_list"))
 
 
-def _building_or_404(building_id: int) -> Building:
-    building = db.session.get(Building, building_id) if 0 < building_id <= MAX_ID else None
-    if building is None:
-        abort(404)
-    require_building(building.id)
-    return building
-
-
 @bp.get("/")
 @staff_required
 def index():
     """The back office's front page: the buildings the member of staff runs, and the cases to look at."""
-    buildings = db.session.scalars(scoped(select(Building), Building.id, current_user).order_by(Building.id)).all()
+    buildings = db.session.scalars(scoped(select(Building), Building.id, current_user).order_by(Building.id)
+                                   .options(selectinload(Building.rooms))).all()
     return render_template("staff/index.html", buildings=buildings, today=business_date(now_utc()),
-                           open_cases=len(attention.open_cases(current_user)))
+                           open_cases=attention.open_case_count(current_user))
 
 
 @bp.get("/buildings/<int:building_id>/day")
 @staff_required
 def building_day(building_id: int):
-    building = _building_or_404(building_id)
+    building = _in_scope_or_404(Building, building_id, lambda b: b.id)
     today = business_date(now_utc())
     day = today
     asked = request.args.get("date", "")
@@ -80,27 +78,16 @@ def building_day(building_id: int):
 @bp.get("/bookings/<int:booking_id>")
 @staff_required
 def booking(booking_id: int):
-    booking = db.session.get(Booking, booking_id) if 0 < booking_id <= MAX_ID else None
-    if booking is None:
-        abort(404)
-    require_building(booking.room.building_id)
+    booking = _in_scope_or_404(Booking, booking_id, lambda b: b.room.building_id)
     return render_template("staff/booking.html", booking=booking, trail=audit_trail.of_booking(booking),
                            entry_state=calendars.entry_state(booking, now_utc()), entry_states=calendars.ENTRY_STATES)
-
-
-def _room_or_404(room_id: int) -> Room:
-    room = db.session.get(Room, room_id) if 0 < room_id <= MAX_ID else None
-    if room is None:
-        abort(404)
-    require_building(room.building_id)
-    return room
 
 
 @bp.route("/rooms/<int:room_id>/feed", methods=["GET", "POST"])
 @staff_required
 def room_feed(room_id: int):
     """The room's iCal feed address; a POST makes a new one, and the old one stops working."""
-    room = _room_or_404(room_id)
+    room = _in_scope_or_404(Room, room_id, lambda r: r.building_id)
     form = ResolveForm()
     if request.method == "POST" and form.validate_on_submit():
         rotated = room.feed_token is not None

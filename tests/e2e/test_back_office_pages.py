@@ -57,11 +57,7 @@ STEPS = [
 
 
 def sign_in_as(visit, app, user_key: str, lang: str) -> None:
-    session = {"lang": lang, "_user_id": user_key, "_fresh": True}
-    value = app.session_interface.get_signing_serializer(app).dumps(session)
-    visit.context.clear_cookies()
-    visit.context.add_cookies([{"name": app.config["SESSION_COOKIE_NAME"], "value": value,
-                                "url": visit.base_url, "httpOnly": True, "sameSite": "Lax"}])
+    tour.set_session(visit, app, {"lang": lang, "_user_id": user_key, "_fresh": True})
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])

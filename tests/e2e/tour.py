@@ -391,8 +391,13 @@ def sign_in(visit: Visit, world: World, *, signed_in: bool) -> None:
     session = {"lang": world.lang}
     if signed_in:
         session.update(_user_id=world.user_key, _fresh=True)
-    app = world.app
+    set_session(visit, world.app, session)
+
+
+def set_session(visit: Visit, app, session: dict) -> None:
+    """Give the browser a session cookie holding `session`, signed with the app's own key."""
     value = app.session_interface.get_signing_serializer(app).dumps(session)
+    visit.context.clear_cookies()
     visit.context.add_cookies([{"name": app.config["SESSION_COOKIE_NAME"], "value": value,
                                 "url": visit.base_url, "httpOnly": True, "sameSite": "Lax"}])
 
