@@ -19,10 +19,23 @@ from .timeutil import now_utc
 Attachment = tuple[str, bytes, str]  # (filename, content, mimetype), e.g. ("receipt.ics", b"...", "text/calendar")
 
 
+# Walk-ins booked at the counter have an address under the reserved .invalid domain (RFC 2606):
+# they have no e-mail, and their notices are handed over or read out at the counter instead.
+UNDELIVERABLE_SUFFIX = ".invalid"
+
+
 def send_mail(to: str | Iterable[str], subject: str, body: str, *,
-              attachments: Iterable[Attachment] = ()) -> EmailMessage:
-    """Build a plain-text message from MAIL_FROM, send it with the configured backend and return it."""
-    message = build_message(to, subject, body, attachments=attachments)
+              attachments: Iterable[Attachment] = ()) -> EmailMessage | None:
+    """Build a plain-text message from MAIL_FROM, send it with the configured backend and return it.
+
+    Addresses under .invalid (walk-ins) are dropped; with none left nothing is sent and None returned.
+    """
+    recipients = [to] if isinstance(to, str) else list(to)
+    recipients = [r for r in recipients if not r.lower().endswith(UNDELIVERABLE_SUFFIX)]
+    if not recipients:
+        current_app.logger.info("mail %r not sent: no deliverable address (a walk-in)", subject)
+        return None
+    message = build_message(recipients, subject, body, attachments=attachments)
     backend = current_app.config.get("MAIL_BACKEND", "outbox")
     try:
         deliver = BACKENDS[backend]

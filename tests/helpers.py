@@ -58,7 +58,8 @@ def attention_case(user, room, detail: str = "intent pi_123: 2800 yen") -> Atten
     booking = reserve(user, room, division_slot(room, date(2027, 2, 10), ["MORNING"]),
                       now=datetime(2027, 1, 10, 3, 0, tzinfo=UTC))
     db.session.flush()
-    case = AttentionCase(booking_id=booking.id, reason="paid_after_slot_taken", detail=detail)
+    case = AttentionCase(booking_id=booking.id, building_id=room.building_id, reason="paid_after_slot_taken",
+                         detail=detail)
     db.session.add(case)
     db.session.commit()
     return case

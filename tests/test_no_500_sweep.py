@@ -144,7 +144,7 @@ def world(make_room, make_hourly_room, make_user, localstripe):
     held = booking_service.reserve(resident, room, rules.division_slot(room, booking_day(), ["MORNING"]))
     confirmed = booking_service.reserve(resident, free, rules.division_slot(free, booking_day(), ["EVENING"]))
     db.session.commit()
-    case = AttentionCase(booking_id=held.id, reason="late_payment", detail="sweep")
+    case = AttentionCase(booking_id=held.id, building_id=held.room.building_id, reason="late_payment", detail="sweep")
     db.session.add(case)
     db.session.commit()
     return {"users": {"resident": resident, "staff": staff},

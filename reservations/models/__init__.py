@@ -1,12 +1,13 @@
 """All models, one module per aggregate; importing this registers them all."""
 from .audit import AuditEntry, record
-from .booking import ACTIVE_STATES, Booking, BookingState, IllegalTransition
+from .booking import ACTIVE_STATES, Booking, BookingKind, BookingState, IllegalTransition
 from .facility import (
     Building,
     Closure,
     ClosureKind,
     Division,
     Letting,
+    PaymentMode,
     RefundTier,
     RefundUnit,
     Room,
@@ -26,13 +27,14 @@ from .payment import (
     RefundState,
     WebhookEvent,
 )
-from .user import Residency, Role, User
+from .user import Residency, Role, Suspension, User
 
 __all__ = [
     "ACTIVE_STATES",
     "AttentionCase",
     "AuditEntry",
     "Booking",
+    "BookingKind",
     "BookingState",
     "Building",
     "Closure",
@@ -42,6 +44,7 @@ __all__ = [
     "IllegalTransition",
     "LedgerEntry",
     "Letting",
+    "PaymentMode",
     "Payment",
     "PaymentState",
     "PaymentStateError",
@@ -53,6 +56,7 @@ __all__ = [
     "RefundUnit",
     "Residency",
     "Role",
+    "Suspension",
     "Room",
     "RoomEquipment",
     "RoomKind",

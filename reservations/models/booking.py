@@ -1,7 +1,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -38,6 +38,11 @@ TRANSITIONS: dict[BookingState, frozenset[BookingState]] = {
 }
 
 
+class BookingKind(enum.StrEnum):
+    BOOKING = "booking"  # a resident's or group's use of the room
+    BLOCK = "block"  # staff keep the room for maintenance or official use: no user, no fee
+
+
 class IllegalTransition(Exception):
     def __init__(self, booking_id: int | None, current: str, target: str):
         super().__init__(f"booking {booking_id}: {current} -> {target} is not allowed")
@@ -53,6 +58,9 @@ class Booking(db.Model):
             "state IN ('held','confirmed','cancelled','expired','completed','no_show')", name="state"
         ),
         CheckConstraint("state <> 'held' OR hold_expires_at IS NOT NULL", name="hold_has_expiry"),
+        CheckConstraint("kind IN ('booking','block')", name="kind"),
+        CheckConstraint("pay_mode IN ('now','deadline')", name="pay_mode"),
+        CheckConstraint("reminders_sent BETWEEN 0 AND 2", name="reminders_sent"),
         # Availability and overlap checks (see migration 0006), and the expiry job's scan.
         Index("ix_bookings_room_end_start", "room_id", "end_at", "start_at"),
         Index("ix_bookings_state_hold_expires_at", "state", "hold_expires_at"),
@@ -71,12 +79,25 @@ class Booking(db.Model):
     price_detail: Mapped[dict] = mapped_column(JSON, default=dict)
     residency: Mapped[str] = mapped_column(String(16))
     division_codes: Mapped[str | None] = mapped_column(String(200))  # "MORNING,AFTERNOON"
-    channel: Mapped[str] = mapped_column(String(16), default="online")
+    channel: Mapped[str] = mapped_column(String(16), default="online")  # online | counter
+    # A block (BookingKind.BLOCK) occupies the room under the same overlap rule; its user is the staff member.
+    kind: Mapped[str] = mapped_column(String(16), default=BookingKind.BOOKING, server_default="booking")
+    # While held: "now" is the short hold of checkout; "deadline" is reserved and payable until
+    # hold_expires_at, the payment deadline (services/deadline.py). Either way an unpaid booking past
+    # hold_expires_at occupies nothing (active_clause), whether or not a job has run.
+    pay_mode: Mapped[str] = mapped_column(String(16), default="now", server_default="now")
+    reminders_sent: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Staff's internal note (a block's purpose, a counter remark); never shown to the resident.
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
 
     user: Mapped[User] = relationship()
     room: Mapped[Room] = relationship()
+
+    @property
+    def is_block(self) -> bool:
+        return self.kind == BookingKind.BLOCK
 
     @property
     def divisions(self) -> list[str]:

@@ -27,6 +27,13 @@ class Letting(enum.StrEnum):
     HOURLY = "hourly"
 
 
+class PaymentMode(enum.StrEnum):
+    """When a booking of the room is paid: at once (a short hold), or by a deadline before the day of use."""
+
+    NOW = "now"  # held for the hold time (HOLD_MINUTES, or the room's own), paid at once
+    DEADLINE = "deadline"  # reserved at once, paid online until `deadline_days_before` days before, at `deadline_time`
+
+
 class RefundUnit(enum.StrEnum):
     """How a refund tier's cut-off is counted back from the day of use (使用日), in calendar terms."""
 
@@ -59,6 +66,11 @@ class Room(db.Model):
         CheckConstraint("holiday_hourly_fee IS NULL OR holiday_hourly_fee >= 0", name="holiday_hourly_fee"),
         CheckConstraint("window_months >= 0 AND window_open_day BETWEEN 1 AND 28", name="window"),
         CheckConstraint("close_hours_before >= 0", name="close_hours_before"),
+        CheckConstraint("payment_mode IN ('now','deadline')", name="payment_mode"),
+        CheckConstraint("deadline_days_before >= 0", name="deadline_days_before"),
+        CheckConstraint("reminder_days_before >= 0", name="reminder_days_before"),
+        CheckConstraint("hold_minutes IS NULL OR hold_minutes BETWEEN 1 AND 120", name="hold_minutes"),
+        CheckConstraint("max_active_per_user IS NULL OR max_active_per_user >= 1", name="max_active_per_user"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,6 +111,16 @@ class Room(db.Model):
     window_open_time: Mapped[time] = mapped_column(Time, default=time(9, 0))
     close_hours_before: Mapped[int] = mapped_column(default=24)
     closes_year_end: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Paying (section "reserve now, pay by a deadline"): see PaymentMode and services/deadline.py.
+    payment_mode: Mapped[str] = mapped_column(String(16), default=PaymentMode.NOW, server_default="now")
+    deadline_days_before: Mapped[int] = mapped_column(default=3, server_default="3")
+    deadline_time: Mapped[time] = mapped_column(Time, default=time(23, 59), server_default="23:59:00")
+    # The first reminder goes this many days before the deadline; the second on the deadline's day.
+    reminder_days_before: Mapped[int] = mapped_column(default=2, server_default="2")
+    # The room's own hold time for "pay now", and its own cap of a user's active bookings in it;
+    # None means the ward-wide setting (HOLD_MINUTES, MAX_ACTIVE_BOOKINGS).
+    hold_minutes: Mapped[int | None]
+    max_active_per_user: Mapped[int | None]
     # Why the catalog import could not take this room as it is (a flaw in its record); the
     # room is not offered online until staff fix it and clear this, or a clean re-import does.
     import_issue: Mapped[str | None] = mapped_column(Text)

@@ -59,11 +59,16 @@ class Payment(db.Model):
         CheckConstraint(
             "state IN ('new','pending','authorized','captured','failed','cancelled')", name="state"
         ),
+        CheckConstraint("provider IN ('stripe','cash','terminal')", name="provider"),
+        CheckConstraint("provider <> 'terminal' OR slip_number IS NOT NULL", name="terminal_slip"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    # stripe: online by card; cash: at the counter; terminal: a card on the counter's terminal (its slip number).
+    # Cash and terminal payments are captured when staff record them (services/counter.py).
     provider: Mapped[str] = mapped_column(String(16), default="stripe")
+    slip_number: Mapped[str | None] = mapped_column(String(64))
     intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3), default="jpy")
@@ -244,6 +249,8 @@ class Receipt(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    # How it was paid: card (online), cash or terminal (at the counter); see Payment.provider.
+    method: Mapped[str] = mapped_column(String(16), default="card", server_default="card")
     fiscal_year: Mapped[int]
     serial: Mapped[int]
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
@@ -259,12 +266,17 @@ class Receipt(db.Model):
 
 
 class AttentionCase(db.Model):
-    """A case staff must look at, e.g. a payment that arrived after its slot was taken, a refund that failed."""
+    """A case staff must look at, e.g. a payment that arrived after its slot was taken, a refund that failed.
+
+    Most are about a booking, and belong to its building. A webhook event that could not be applied
+    may name nothing we know: it has no booking and no building, and only the unscoped (admin) see it.
+    """
 
     __tablename__ = "attention_cases"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"), index=True)
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
     # What the case is about, when it is about money: the payment, and the refund or dispute if any.
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
@@ -273,8 +285,12 @@ class AttentionCase(db.Model):
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    resolution_note: Mapped[str] = mapped_column(Text, default="")
+    webhook_event_id: Mapped[str | None] = mapped_column(String(64))
 
-    booking: Mapped[Booking] = relationship()
+    booking: Mapped[Booking | None] = relationship()
+    resolved_by: Mapped["User | None"] = relationship()  # noqa: F821 (models/user.py)
     payment: Mapped[Payment | None] = relationship()
     refund: Mapped[Refund | None] = relationship()
     dispute: Mapped[Dispute | None] = relationship()

@@ -2,7 +2,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Table
+from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -54,7 +54,11 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     residency: Mapped[str] = mapped_column(String(16), default=Residency.RESIDENT)
     role: Mapped[str] = mapped_column(String(16), default=Role.RESIDENT)
+    name_kana: Mapped[str] = mapped_column(String(100), default="", server_default="")
     phone: Mapped[str | None] = mapped_column(String(32))
+    # A walk-in (窓口の来訪者) that staff booked for by name, kana and phone: no password that can match,
+    # no log-in, and an address under the reserved .invalid domain that no mail goes to (services/counter.py).
+    walk_in: Mapped[bool] = mapped_column(default=False, server_default="0")
     locale: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     # Set when the owner followed the signed link mailed at sign-up; until then no holds.
@@ -82,5 +86,39 @@ class User(UserMixin, db.Model):
         return self.email_verified_at is not None
 
     @property
+    def mailable(self) -> bool:
+        return not self.walk_in
+
+    @property
     def is_staff(self) -> bool:
         return self.role in (Role.STAFF, Role.ADMIN)
+
+
+class Suspension(db.Model):
+    """Online booking suspended for a resident after too many no-shows (services/no_shows.py).
+
+    Staff can lift it early, with a reason; the row stays as the record of both.
+    """
+
+    __tablename__ = "suspensions"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="period"),
+        CheckConstraint("(lifted_at IS NULL) = (lifted_by_id IS NULL)", name="lifted"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The no-shows that caused it, by booking id, for the resident's page and the audit.
+    booking_ids: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    lift_reason: Mapped[str] = mapped_column(Text, default="")
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    lifted_by: Mapped[User | None] = relationship(foreign_keys=[lifted_by_id])
+
+    def in_force(self, now: datetime) -> bool:
+        return self.lifted_at is None and self.starts_at <= now < self.ends_at

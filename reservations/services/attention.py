@@ -40,6 +40,7 @@ def open_case(payment: Payment, reason: str, detail: str = "", *, refund: Refund
               dispute: Dispute | None = None) -> AttentionCase:
     """Put a case about one of our payments on the staff list (the caller's transaction commits it)."""
     case = AttentionCase(booking_id=payment.booking_id, payment_id=payment.id, reason=reason, detail=detail,
+                         building_id=payment.booking.room.building_id,
                          refund_id=refund.id if refund else None, dispute_id=dispute.id if dispute else None)
     db.session.add(case)
     db.session.flush()
@@ -47,14 +48,24 @@ def open_case(payment: Payment, reason: str, detail: str = "", *, refund: Refund
     return case
 
 
-def case_building_id(case: AttentionCase) -> int:
-    return case.booking.room.building_id
+def open_booking_case(booking: Booking, reason: str, detail: str = "") -> AttentionCase:
+    """Put a case about a booking (not about money) on its building's list, e.g. a closure that hits it."""
+    case = AttentionCase(booking_id=booking.id, payment_id=booking.payment.id if booking.payment else None,
+                         building_id=booking.room.building_id, reason=reason, detail=detail)
+    db.session.add(case)
+    db.session.flush()
+    record("attention_case", case.id, "opened", reason=reason, booking_id=booking.id)
+    return case
+
+
+def case_building_id(case: AttentionCase) -> int | None:
+    """The building a case belongs to; None (admin only) for one that names nothing we know."""
+    return case.building_id
 
 
 def _open_in_scope(statement, user: User):
     """`statement` over attention cases, limited to open ones of the buildings `user` may see."""
-    statement = statement.join(AttentionCase.booking).join(Booking.room).where(AttentionCase.resolved_at.is_(None))
-    return scoped(statement, Room.building_id, user)
+    return scoped(statement.where(AttentionCase.resolved_at.is_(None)), AttentionCase.building_id, user)
 
 
 def open_case_count(user: User) -> int:

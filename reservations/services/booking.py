@@ -4,7 +4,7 @@ Services flush; the caller (a request or a job) commits. The one exception is
 a lost race for a slot: the database aborted the transaction, so place_hold
 rolls it back before raising BookingError("slot_taken").
 """
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, text
@@ -14,7 +14,9 @@ from ..backoffice import in_scope
 from ..extensions import db
 from ..models import Booking, BookingState, Payment, PaymentState, Room, User, record
 from ..timeutil import now_utc
+from .deadline import hold_for
 from .errors import BookingError
+from .no_shows import suspension_in_force
 from .pricing import quote
 from .rules import Slot, check_bookable
 
@@ -54,10 +56,24 @@ def count_active(user: User, now: datetime) -> int:
 
 
 def count_live_holds(user: User, now: datetime) -> int:
-    """Holds of a user still waiting for their payment (the live-holds cap)."""
+    """Short holds of a user still waiting for their payment (the live-holds cap).
+
+    A booking reserved to be paid by a deadline is held for days: it counts against
+    MAX_ACTIVE_BOOKINGS, not against this cap of bookings being paid right now.
+    """
     return db.session.scalar(
         select(func.count(Booking.id)).where(
-            Booking.user_id == user.id, Booking.state == BookingState.HELD, Booking.hold_expires_at > now
+            Booking.user_id == user.id, Booking.state == BookingState.HELD, Booking.hold_expires_at > now,
+            Booking.pay_mode == "now",
+        )
+    )
+
+
+def count_active_in_room(user: User, room_id: int, now: datetime) -> int:
+    """A user's bookings that count against the room's own cap (Room.max_active_per_user)."""
+    return db.session.scalar(
+        select(func.count(Booking.id)).where(
+            Booking.user_id == user.id, Booking.room_id == room_id, active_clause(now), Booking.end_at > now
         )
     )
 
@@ -132,6 +148,7 @@ def place_hold(
     expected_price: int | None = None,
     actor: User | None = None,
     channel: str = "online",
+    deadline: bool | None = None,
 ) -> Booking:
     """Hold `slot` for `user` at the price the server computes.
 
@@ -145,13 +162,23 @@ def place_hold(
     everyone: at most MAX_ACTIVE_BOOKINGS live holds and future confirmed
     bookings, of which at most MAX_LIVE_HOLDS are holds still waiting for
     their payment, counted under a lock of the user, so bookings made at the
-    same moment in different rooms cannot pass them together.
+    same moment in different rooms cannot pass them together; and the room's
+    own cap of a user's bookings in it (Room.max_active_per_user), if it has one.
+
+    A resident whose online booking is suspended for no-shows (services/no_shows.py)
+    cannot book online; staff at the counter still can for them.
+
+    The booking is held as the room's payment mode says (services/deadline.py): for
+    the hold time, or until the payment deadline; `deadline` overrides the room's mode
+    (a counter booking paid online by the deadline).
     """
     now = now or now_utc()
     # Only staff of the room's building book on someone's behalf there.
     at_counter = actor is not None and actor.is_staff and in_scope(actor, room.building_id)
     if user.email_verified_at is None and not at_counter:
         raise BookingError("email_unverified")
+    if not at_counter and (suspension := suspension_in_force(user, now)) is not None:
+        raise BookingError("suspended", until=suspension.ends_at)
     check_bookable(room, slot, now)
     price = quote(room, slot, user.residency)
     if expected_price is not None and expected_price != price.total:
@@ -164,7 +191,10 @@ def place_hold(
                             reason="retired by an overlapping booking")
         if count_active(user, now) >= current_app.config["MAX_ACTIVE_BOOKINGS"]:
             raise BookingError("too_many")
-        if count_live_holds(user, now) >= current_app.config["MAX_LIVE_HOLDS"]:
+        if room.max_active_per_user and count_active_in_room(user, room.id, now) >= room.max_active_per_user:
+            raise BookingError("too_many_in_room")
+        hold = hold_for(room, slot.start_at, now, deadline=deadline)
+        if hold.pay_mode == "now" and count_live_holds(user, now) >= current_app.config["MAX_LIVE_HOLDS"]:
             raise BookingError("too_many_holds")
         taken = db.session.scalar(
             select(Booking.id).where(overlapping(room.id, slot.start_at, slot.end_at), active_clause(now)).limit(1)
@@ -177,7 +207,8 @@ def place_hold(
             start_at=slot.start_at,
             end_at=slot.end_at,
             state=BookingState.HELD,
-            hold_expires_at=now + timedelta(minutes=current_app.config["HOLD_MINUTES"]),
+            hold_expires_at=hold.expires_at,
+            pay_mode=hold.pay_mode,
             price=price.total,
             price_detail=price.as_detail(),
             residency=user.residency,
@@ -192,7 +223,8 @@ def place_hold(
             raise
         db.session.rollback()
         raise BookingError("slot_taken") from exc
-    record("booking", booking.id, "held", actor_id=(actor or user).id, price=price.total, channel=channel)
+    record("booking", booking.id, "held", actor_id=(actor or user).id, price=price.total, channel=channel,
+           pay_mode=hold.pay_mode, until=hold.expires_at.isoformat())
     return booking
 
 

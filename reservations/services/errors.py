@@ -31,6 +31,16 @@ MESSAGES = {
     "too_many_holds": _l(
         "You already have the most bookings allowed waiting for payment. Please pay for or cancel one first."
     ),
+    "too_many_in_room": _l("You have reached the maximum number of active bookings for this room."),
+    "suspended": _l(
+        "Online booking is suspended for your account after missed bookings (no-shows). "
+        "Please contact the facility."
+    ),
+    "slip_required": _l("Enter the slip number the card terminal printed."),
+    "online_payment_in_progress": _l(
+        "An online card payment for this booking is in progress. "
+        "Cancel it, or wait for it, before taking money at the counter."
+    ),
     "email_unverified": _l("Please confirm your e-mail address before booking. We sent you a link."),
 }
 

@@ -24,8 +24,16 @@ def fiscal_year(day: date) -> int:
     return day.year if day.month >= 4 else day.year - 1
 
 
-def issue_receipt(booking: Booking, *, now: datetime | None = None) -> Receipt:
-    """The booking's receipt, issued once; the next serial of the fiscal year."""
+RECEIPT_METHODS = {"stripe": "card", "cash": "cash", "terminal": "terminal"}
+
+
+def issue_receipt(booking: Booking, *, now: datetime | None = None, amount: int | None = None) -> Receipt:
+    """The booking's receipt, issued once; the next serial of the fiscal year.
+
+    One numbering for every way of paying: card online, cash or the counter's terminal
+    (Receipt.method, from the booking's payment). `amount` is what was received, when it
+    is not the booking's price (a move that carried a paid fee over takes only the difference).
+    """
     existing = db.session.scalar(select(Receipt).where(Receipt.booking_id == booking.id))
     if existing:
         return existing
@@ -35,7 +43,8 @@ def issue_receipt(booking: Booking, *, now: datetime | None = None) -> Receipt:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:ns, :fy)"), {"ns": RECEIPT_LOCK_NAMESPACE, "fy": fy})
     serial = (db.session.scalar(select(func.max(Receipt.serial)).where(Receipt.fiscal_year == fy)) or 0) + 1
     receipt = Receipt(booking_id=booking.id, fiscal_year=fy, serial=serial, issued_at=now,
-                      payer_name=booking.user.name, amount=booking.price,
+                      payer_name=booking.user.name, amount=booking.price if amount is None else amount,
+                      method=RECEIPT_METHODS.get(booking.payment.provider if booking.payment else "stripe", "card"),
                       issuer=current_app.config["ISSUER_NAME"])
     db.session.add(receipt)
     db.session.flush()

@@ -70,6 +70,8 @@ def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None =
             raise BookingError("payment_unavailable")
     if amount <= 0 or amount > payment.refundable:
         raise BookingError("over_refund", refundable=payment.refundable)
+    if payment.provider != "stripe":
+        return _refund_at_counter(payment, amount, reason=reason, actor_id=actor_id, now=now)
     # Due for the retry job from the start: if this request dies before the provider answers, the job sends it.
     item = Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount, reason=reason,
                   next_attempt_at=now + _backoff(1))
@@ -81,6 +83,24 @@ def refund(payment: Payment, amount: int, *, reason: str, actor_id: int | None =
     # Durable before the provider moves money (see the module docstring).
     db.session.commit()
     send_refund(item, now=now)
+    return item
+
+
+def _refund_at_counter(payment: Payment, amount: int, *, reason: str, actor_id: int | None,
+                       now: datetime) -> Refund:
+    """A cash or terminal payment is refunded by staff at the counter, not through the provider:
+    paid out in cash, or back to the card on the terminal. It is final when recorded, with its ledger row.
+    """
+    item = Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount, reason=reason,
+                  state=RefundState.SUCCEEDED, next_attempt_at=None)
+    payment.refunded_amount += amount
+    db.session.add(item)
+    db.session.flush()
+    db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=amount, at=now,
+                               reference=f"counter-refund-{item.id}"))
+    record("payment", payment.id, "refund paid out at the counter", actor_id=actor_id, amount=amount,
+           refund_id=item.id, reason=reason, method=payment.provider)
+    db.session.flush()
     return item
 
 
