@@ -48,9 +48,13 @@ $(CHROMIUM):
 	fi
 
 # The whole suite, on SQLite and PostgreSQL (TEST_PG_ADMIN_URL, default the local server),
-# browser tests included.
+# browser tests included, on PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one process).
+# Each worker has its own databases, localstripe and live servers. Work is handed out test by test
+# to whichever worker is free (worksteal), so the long tests do not pile up on one.
+PYTEST_WORKERS ?= 2
+PYTEST_DIST ?= worksteal
 test: install translations $(CHROMIUM)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check reservations tests bench

@@ -193,6 +193,9 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = timedelta(hours=_int("SESSION_LIFETIME_HOURS", 7 * 24))
+    # Passwords are hashed with werkzeug's default (scrypt). Only a TESTING app may name a cheaper method
+    # (tests/conftest.py does: hundreds of accounts per run); no environment variable sets it (models/user.py).
+    TESTING_PASSWORD_HASH_METHOD = None
 
     # Every business rule (windows, cut-offs, holidays) is reasoned about here.
     TIMEZONE = "Asia/Tokyo"
@@ -205,6 +208,12 @@ class Config:
     MAX_ACTIVE_BOOKINGS = _int("MAX_ACTIVE_BOOKINGS", 5)
     # Of those, how many may be holds still waiting for their payment (against hold squatting).
     MAX_LIVE_HOLDS = _int("MAX_LIVE_HOLDS", 2)
+    # No-shows (services/no_shows.py): NO_SHOW_LIMIT no-shows whose slots began within the last
+    # NO_SHOW_WINDOW_MONTHS months suspend the resident's online booking for NO_SHOW_SUSPENSION_MONTHS
+    # months (staff at the counter can still book for them, and can lift it with a reason).
+    NO_SHOW_LIMIT = _int("NO_SHOW_LIMIT", 3)
+    NO_SHOW_WINDOW_MONTHS = _int("NO_SHOW_WINDOW_MONTHS", 6)
+    NO_SHOW_SUSPENSION_MONTHS = _int("NO_SHOW_SUSPENSION_MONTHS", 3)
 
     # Mail: "outbox" writes .eml files (development), "console" prints, "smtp" sends.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")

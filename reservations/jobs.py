@@ -16,7 +16,9 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .extensions import db
+from .services.attendance import mark_finished_as_used
 from .services.checkout import capture_confirmed_authorisations
+from .services.deadline import send_payment_reminders
 from .services.expiry import release_expired_holds
 from .services.refunds import retry_pending_refunds
 from .services.webhooks import prune_webhook_events
@@ -34,6 +36,8 @@ JOBS = (
     Job("retry_pending_refunds", lambda: retry_pending_refunds(), 60),  # each refund waits its own backoff
     Job("capture_confirmed_authorisations", lambda: capture_confirmed_authorisations(), 60),
     Job("prune_webhook_events", lambda: prune_webhook_events(), 3600),
+    Job("send_payment_reminders", lambda: send_payment_reminders(), 600),  # reminders of deadline bookings, once each
+    Job("mark_finished_as_used", lambda: mark_finished_as_used(), 300),  # ended, confirmed, no no-show: used
 )
 
 jobs_cli = AppGroup("jobs", help="Run the periodic jobs.")

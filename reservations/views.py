@@ -6,7 +6,8 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 # The endpoints whose bodies are JSON: the payment page's fetch calls and the provider's events.
-JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "webhooks.stripe_events"})
+JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "bookings.pay_by_link",
+                            "bookings.pay_by_link_complete", "webhooks.stripe_events"})
 
 
 def register(app) -> None:

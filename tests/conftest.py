@@ -32,6 +32,7 @@ from reservations.timeutil import now_utc
 # production, which refuses the test settings. create_app reads it each time (config.app_env).
 os.environ["APP_ENV"] = "test"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+FAST_PASSWORD_HASH = "pbkdf2:sha256:1"
 CHUO_DIVISIONS = [
     ("MORNING", time(9), time(12), 2800, 2800),
     ("AFTERNOON", time(13), time(17), 3600, 3600),
@@ -123,6 +124,9 @@ def app_config(tmp_path, request) -> dict:
         # Limits stay on, counted in memory: each test's app starts with empty counters (tests/test_rate_limits.py
         # proves the limits, on Redis too).
         "RATELIMIT_STORAGE_URI": "memory://",
+        # One PBKDF2 round instead of scrypt (about 0.1-0.3 s a hash here): only a TESTING app honours it, and
+        # tests/test_password_hashing.py proves every other app keeps werkzeug's default.
+        "TESTING_PASSWORD_HASH_METHOD": FAST_PASSWORD_HASH,
     }
     if request.node.get_closest_marker("payments"):
         config.update(request.getfixturevalue("localstripe").config)
@@ -322,16 +326,29 @@ class LocalStripe:
         return response.json()["id"]
 
 
-@pytest.fixture(scope="session")
-def localstripe_server():
-    port = free_port()
+def _start_localstripe(port: int) -> subprocess.Popen | None:
+    """localstripe listening on `port`, or None if it could not (it exits when the port is taken)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reservations.payments.localstripe_server", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    # The server prints "Running on ..." once it listens; read up to that line, then keep draining.
+    # The server prints "Running on ..." once it listens; read up to that line (the caller keeps draining).
     for line in proc.stdout:
         if "Running on" in line:
+            return proc
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def localstripe_server():
+    # One per process (each xdist worker has its own) on a port the system says is free. Something else
+    # (another worker's localstripe or live server, an outgoing connection) may take it before localstripe
+    # binds it: then try another port, never one fixed for everybody.
+    for _ in range(5):
+        proc = _start_localstripe(port := free_port())
+        if proc is not None:
             break
     else:
         pytest.fail("localstripe did not start", pytrace=False)
@@ -374,3 +391,34 @@ def empty_database(backend, tmp_path):
     yield _pg_url(name).replace("postgresql://", "postgresql+psycopg://")
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the accessibility scan's summary line, added up across xdist workers ---------------------------
+# These hooks live here, not in tests/e2e/conftest.py: the xdist controller collects no tests, so it only
+# loads this conftest. Each worker counts the scans it ran (tests/e2e/tour.py's AXE_SUMMARY) and hands them
+# over when it finishes; the controller adds them up and prints the one line for the whole run.
+TOUR = "tests.e2e.tour"
+
+
+def pytest_sessionfinish(session):
+    """On an xdist worker: give this worker's axe figures to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and TOUR in sys.modules:
+        workeroutput["axe_summary"] = sys.modules[TOUR].AXE_SUMMARY.to_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the xdist controller: add up what each worker's axe scans saw."""
+    figures = getattr(node, "workeroutput", {}).get("axe_summary")
+    if figures:
+        importlib.import_module(TOUR).AXE_SUMMARY.merge(figures)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The accessibility scan's figures (tests/e2e/test_accessibility.py), when it ran: this process's
+    own, or the workers' added up (with xdist, workers print no summary)."""
+    tour = sys.modules.get(TOUR)
+    if tour is not None and tour.AXE_SUMMARY.scans:
+        terminalreporter.write_sep("-", "accessibility")
+        terminalreporter.write_line(tour.AXE_SUMMARY.line())

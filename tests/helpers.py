@@ -211,3 +211,90 @@ def run_together(app, *calls, timeout: float = 60):
         t.join(timeout=timeout * 2)
     assert not any(t.is_alive() for t in threads), "a racing call never finished"
     return results
+
+
+def suspension_for(booking_id: int) -> int:
+    """A suspension in force of the booking's user, naming that booking as its no-show; made once, committed.
+
+    For the back-office checks (the authorisation matrix, the page tour): the booking's building is the
+    suspension's, so its staff see it and staff of other buildings do not.
+    """
+    from reservations.models import Booking, Suspension
+
+    suspension = db.session.scalar(select(Suspension).where(Suspension.booking_ids == str(booking_id)))
+    if suspension is None:
+        start = now_utc()
+        suspension = Suspension(user_id=db.session.get(Booking, booking_id).user_id, starts_at=start,
+                                ends_at=start + timedelta(days=90), booking_ids=str(booking_id))
+        db.session.add(suspension)
+        db.session.flush()
+    suspension_id = suspension.id
+    db.session.commit()  # nothing left open: on SQLite the test's transaction would lock out a live server
+    return suspension_id
+
+
+def calendar_booking(user, room, day: date, code: str = "MORNING", *, state: str = "confirmed", price: int = 2800,
+                     paid: bool = False, now: datetime | None = None, **fields):
+    """A booking row of `room` on `day` in one division, in the state asked, written as it stands (no
+    services): for pages that only show bookings (calendars, exports). `paid` adds a captured card payment.
+    A held row's hold runs ten minutes past `now` unless `hold_expires_at` is given. Committed."""
+    from reservations.models import Booking, Payment
+
+    slot = division_slot(room, day, [code])
+    if state == "held":
+        fields.setdefault("hold_expires_at", (now or now_utc()) + timedelta(minutes=10))
+    booking = Booking(user_id=user.id, room_id=room.id, start_at=slot.start_at, end_at=slot.end_at, state=state,
+                      price=price, residency=user.residency, division_codes=code, **fields)
+    db.session.add(booking)
+    db.session.flush()
+    if paid:
+        db.session.add(Payment(booking_id=booking.id, amount=price, state="captured", captured_amount=price,
+                               intent_id=f"pi_cal_{booking.id}_{uuid.uuid4().hex[:8]}"))
+    db.session.commit()
+    return booking
+
+
+def movable_booking(booking_id: int) -> int:
+    """A confirmed booking of the same user and room as `booking_id`, on 11 February 2027 (not paid: online
+    payment may be on); made once, committed. For the page tour of the move page."""
+    from reservations.models import Booking, BookingState
+
+    like = db.session.get(Booking, booking_id)
+    slot = division_slot(like.room, date(2027, 2, 11), ["MORNING"])
+    booking = db.session.scalar(select(Booking).where(Booking.room_id == like.room_id,
+                                                      Booking.start_at == slot.start_at))
+    if booking is None:
+        from reservations.services.booking import place_hold
+
+        booking = place_hold(like.user, like.room, slot, now=datetime(2027, 1, 10, 3, 0, tzinfo=UTC))
+        booking.transition(BookingState.CONFIRMED, reason="confirmed for the page tour")
+        db.session.flush()
+    movable_id = booking.id
+    db.session.commit()
+    return movable_id
+
+
+def counter_booking(booking_id: int, staff_id: int, kind: str) -> int:
+    """A walk-in's counter booking in the room of `booking_id` on 12 February 2027, made once and committed, for
+    the back-office page tour: "cash" (paid, with its receipt), "cancelled" (paid, then cancelled for a ward
+    reason: its printed notice) or "online" (to be paid by the deadline: its payment link)."""
+    from reservations.models import Booking, User
+    from reservations.services import counter
+    from reservations.services.cancellation import cancel_by_staff
+
+    codes = {"cash": "MORNING", "cancelled": "AFTERNOON", "online": "EVENING"}[kind]
+    like, staff = db.session.get(Booking, booking_id), db.session.get(User, staff_id)
+    slot = division_slot(like.room, date(2027, 2, 12), [codes])
+    booking = db.session.scalar(select(Booking).where(Booking.room_id == like.room_id,
+                                                      Booking.start_at == slot.start_at))
+    at = datetime(2027, 1, 10, 3, 0, tzinfo=UTC)
+    if booking is None:
+        booking = counter.book_on_behalf(staff, like.room, slot, method="online" if kind == "online" else "cash",
+                                         name="窓口 太郎", name_kana="マドグチ タロウ", phone="03-1234-5678",
+                                         now=at).booking
+        if kind == "cancelled":
+            cancel_by_staff(booking, staff, "ward", "設備点検", now=at)
+        db.session.flush()
+    made_id = booking.id
+    db.session.commit()
+    return made_id

@@ -12,8 +12,8 @@ exist), and a list never shows A's marker.
 import pytest
 
 from reservations.extensions import db
-from reservations.models import Building, Role
-from tests.helpers import attention_case
+from reservations.models import Building, Role, Room
+from tests.helpers import attention_case, suspension_for
 
 BACK_OFFICE = ("/staff/", "/admin/", "/finance/")
 MARKER = "部屋A-秘密"  # a room name only building A has
@@ -27,6 +27,8 @@ PATH_VALUES = {
     "booking_id": lambda world: world["booking_id"],
     "room_id": lambda world: world["room_id"],
     "user_id": lambda world: world["users"]["staff here"],
+    "suspension_id": lambda world: suspension_for(world["booking_id"]),  # a no-show of building A's booking
+    "division_id": lambda world: db.session.get(Room, world["room_id"]).divisions[0].id,  # room A's MORNING
 }
 
 

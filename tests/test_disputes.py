@@ -130,7 +130,10 @@ def test_a_dispute_for_a_charge_we_do_not_know_is_stored_and_changes_nothing(app
     response = post_event(client, localstripe, "charge.dispute.created", obj)
 
     assert response.status_code == 200 and response.json["outcome"] == "unknown payment"
-    assert count(Dispute) == 0 and count(AttentionCase) == 0 and count(WebhookEvent) == 1
+    assert count(Dispute) == 0 and count(WebhookEvent) == 1
+    # A case for the administrators only (no building): an event we could not apply.
+    [case] = db.session.scalars(select(AttentionCase)).all()
+    assert (case.reason, case.building_id, case.booking_id) == ("webhook_unapplied", None, None)
 
 
 @pytest.mark.parametrize("broken", [{"amount": None}, {"amount": "2800"}, {"balance_transactions": "x"}])

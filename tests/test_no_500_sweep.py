@@ -6,11 +6,14 @@ rule allows, signed out and signed in as a resident and as staff, with CSRF
 checks off and on. A rule whose converter has no strategy here fails the test,
 so a new route is swept as soon as it exists.
 
-Hypothesis is derandomized (fixed examples, repeatable in CI) and sized so both
-databases take about a minute together. An exception that escapes a view (the
-test app propagates them) counts as a 5xx, with its traceback line.
+Hypothesis is derandomized (fixed examples, repeatable in CI). Each rule's inputs are
+drawn once and sent in every pass (signed out, as a resident, as staff; CSRF off and
+on), so both databases take about half a minute together. An exception that escapes
+a view (the test app propagates them) counts as a 5xx, with its traceback line.
 """
+import importlib
 import json
+import pkgutil
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing.converters import IntegerConverter, PathConverter, UnicodeConverter
 
+import reservations
 from reservations.extensions import db
 from reservations.models import AttentionCase, Role
 from reservations.services import booking as booking_service
@@ -179,17 +183,27 @@ def _send(client, method: str, url: str, body, headers: dict):
     return client.open(url, method=method, data=data, content_type=content_type, headers=headers)
 
 
-def _sign_in(client, user) -> None:
-    with client.session_transaction() as sess:
-        sess.clear()
-        if user is not None:
-            sess["_user_id"] = user.get_id()  # "<id>:<session version>" (models/user.py)
-            sess["_fresh"] = True
-            if hasattr(user, "session_version"):
-                sess["_session_version"] = user.session_version
+def _sign_in(client, session_cookie, user) -> None:
+    """Start the request's session afresh: signed out, or signed in as `user` (as session_transaction would
+    leave it, without a request context per request). The cookie names the user's session version now."""
+    name, serializer = session_cookie
+    if user is None:
+        client.delete_cookie(name)
+        return
+    session = {"_user_id": user.get_id(), "_fresh": True}  # "<id>:<session version>" (models/user.py)
+    if hasattr(user, "session_version"):
+        session["_session_version"] = user.session_version
+    client.set_cookie(name, serializer.dumps(session))
 
 
-def _sweep_rule(app, client, rule, method, user, figures: Figures, ids: list[int]) -> None:
+def _inputs(rule, method, ids: list[int]) -> list[tuple]:
+    """What the sweep sends to one rule with one method: the inputs that once gave 500s, then the generated
+    ones, as (path values, query, body, headers).
+
+    Drawn once per rule and method, then sent signed out and signed in as each user, with CSRF off and on:
+    Hypothesis is derandomized, so each of those passes was given these same inputs anyway, and drawing
+    them six times cost more than sending them.
+    """
     strategies = {}
     for name, converter in rule._converters.items():
         strategy = path_strategy(converter, ids)
@@ -201,13 +215,26 @@ def _sweep_rule(app, client, rule, method, user, figures: Figures, ids: list[int
         "X-CSRFToken": header_text,
         "Accept-Language": st.sampled_from(["en", "ja", "*", "zz;q=x"]),
     })
+    drawn: list[tuple] = []
 
     @settings(max_examples=EXAMPLES[method], derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(path=st.fixed_dictionaries(strategies), query=pairs, body=bodies, headers=header_values)
-    def run(path, query, body, headers):
+    def draw(path, query, body, headers):
+        drawn.append((path, query, body, headers))
+
+    # The inputs that once gave 500s are always tried, whatever the generated examples happen to be.
+    for n, (query, body) in enumerate(KNOWN_BAD):
+        value = KNOWN_BAD_IDS[n % len(KNOWN_BAD_IDS)] or str(ids[0])
+        draw = example(path={name: value for name in strategies}, query=query, body=body, headers={})(draw)
+    draw()
+    return drawn
+
+
+def _sweep_rule(client, session_cookie, rule, method, user, figures: Figures, inputs: list[tuple]) -> None:
+    for path, query, body, headers in inputs:
         url = _url(rule, path, query)
-        _sign_in(client, user)
+        _sign_in(client, session_cookie, user)
         figures.requests += 1
         try:
             response = _send(client, method, url, body, headers)
@@ -216,7 +243,7 @@ def _sweep_rule(app, client, rule, method, user, figures: Figures, ids: list[int
             line = traceback.extract_tb(exc.__traceback__)[-1]
             figures.failures.append((method, rule.rule, url[:200], repr(body)[:200],
                                      f"{type(exc).__name__}: {str(exc)[:200]} at {line.filename}:{line.lineno}"))
-            return
+            continue
         response.close()  # a static file's answer holds the file open until closed
         webhook = rule.endpoint == "webhooks.stripe_events" and method == "POST"
         if webhook and response.status_code not in (400, 413, 429):
@@ -225,12 +252,6 @@ def _sweep_rule(app, client, rule, method, user, figures: Figures, ids: list[int
             figures.webhooks_accepted.append((url[:200], repr(body)[:200], response.status_code))
         if response.status_code >= 500:
             figures.failures.append((method, rule.rule, url[:200], repr(body)[:200], response.status_code))
-
-    # The inputs that once gave 500s are always tried, whatever the generated examples happen to be.
-    for n, (query, body) in enumerate(KNOWN_BAD):
-        value = KNOWN_BAD_IDS[n % len(KNOWN_BAD_IDS)] or str(ids[0])
-        run = example(path={name: value for name in strategies}, query=query, body=body, headers={})(run)
-    run()
     figures.rules.add(rule.rule)
 
 
@@ -238,13 +259,21 @@ def test_no_route_answers_500_whatever_it_is_sent(app, client, world):
     figures = Figures()
     users = world["users"]
     rules_ = sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
+    # Hypothesis draws some strings from the constants of the app's modules imported so far: import them all
+    # first, so the inputs do not depend on which tests ran before in this process (xdist shares them out).
+    # (Not localstripe's runner: a program of its own, never imported by the app.)
+    for module in pkgutil.walk_packages(reservations.__path__, "reservations."):
+        if module.name != "reservations.payments.localstripe_server":
+            importlib.import_module(module.name)
+    inputs = {(id(rule), method): _inputs(rule, method, world["ids"]) for rule in rules_ for method in rule.methods}
+    session_cookie = (app.config["SESSION_COOKIE_NAME"], app.session_interface.get_signing_serializer(app))
     for csrf in (False, True):
         app.config["WTF_CSRF_ENABLED"] = csrf
         for who in (None, "resident", "staff"):
             user = users.get(who)
             for rule in rules_:
                 for method in sorted(rule.methods):
-                    _sweep_rule(app, client, rule, method, user, figures, world["ids"])
+                    _sweep_rule(client, session_cookie, rule, method, user, figures, inputs[id(rule), method])
     app.config["WTF_CSRF_ENABLED"] = False
 
     all_rules = {r.rule for r in app.url_map.iter_rules()}

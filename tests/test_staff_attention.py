@@ -28,7 +28,8 @@ def test_staff_see_open_cases_and_resolve_them(client, english, login_as, make_u
     assert "pi_123: 2800 yen" in page and "resident@example.com" in page
     assert "Paid after the slot was taken" in page
 
-    response = client.post(f"/staff/attention/{case.id}/resolve", follow_redirects=True)
+    response = client.post(f"/staff/attention/{case.id}/resolve", data={f"case{case.id}-note": "Refund checked."},
+                           follow_redirects=True)
     assert "Nothing needs attention." in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(AttentionCase, case.id).resolved_at is not None

@@ -1,14 +1,15 @@
 """The staff calendars: a building's day, rooms by divisions, who holds each slot and in what state."""
 import re
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from reservations.extensions import db
-from reservations.models import BookingState, Role, User
+from reservations.models import BookingState, Role, Room, User
 from reservations.services import calendars
 from reservations.services.cancellation import cancel_booking
-from tests.helpers import book, booking_day, statements
+from tests.helpers import book, booking_day, calendar_booking, statements
 
 
 @pytest.fixture
@@ -82,3 +83,115 @@ def test_a_buildings_day_is_a_constant_number_of_queries(client, staff, make_roo
         html = client.get(f"/staff/buildings/{building_id}/day?date={day.isoformat()}").get_data(as_text=True)
     assert html.count('<th scope="row">') == 30
     assert len(thirty) == len(one), (len(one), len(thirty))
+
+
+# -- a room's week ------------------------------------------------------------------------------------
+
+def week_page(client, room_id, start) -> str:
+    response = client.get(f"/staff/rooms/{room_id}/week?start={start.isoformat()}")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def entries_by_state(html: str) -> dict[str, str]:
+    """Each entry's words, by the state its colour class names."""
+    return {state: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
+            for state, body in re.findall(r'<a class="entry entry-(\w+)"[^>]*>(.*?)</a>', html, re.S)}
+
+
+@pytest.fixture
+def every_state(room, make_user, staff, now):
+    """One booking of `room` in each calendar state, over the week from booking_day(); returns (start, ids)."""
+    start = booking_day()
+    day = [start + timedelta(days=n) for n in range(7)]
+    person = lambda name: make_user(name=name)  # noqa: E731
+    made = {
+        "held": calendar_booking(person("Held Person"), room, day[0], "MORNING", state="held", now=now),
+        "awaiting": calendar_booking(person("Deadline Person"), room, day[0], "AFTERNOON", state="held",
+                                     pay_mode="deadline", hold_expires_at=now + timedelta(days=5)),
+        "paid": calendar_booking(person("Paid Person"), room, day[1], "MORNING", paid=True),
+        "counter_unpaid": calendar_booking(person("Counter Person"), room, day[1], "AFTERNOON", state="held",
+                                           channel="counter", pay_mode="deadline",
+                                           hold_expires_at=now + timedelta(days=5)),
+        "confirmed": calendar_booking(person("Free Person"), room, day[2], "MORNING", price=0),
+        "blocked": calendar_booking(staff, room, day[2], "AFTERNOON", price=0, kind="block", note="ピアノ調律"),
+        "cancelled": calendar_booking(person("Gone Person"), room, day[3], "MORNING", state="cancelled"),
+        "no_show": calendar_booking(person("Absent Person"), room, day[4], "MORNING", state="no_show"),
+        "used": calendar_booking(person("Used Person"), room, day[5], "MORNING", state="completed"),
+    }
+    # Also unpaid at the counter: confirmed there with a fee and nothing taken yet.
+    made["counter_confirmed"] = calendar_booking(person("Walk In"), room, day[6], "EVENING", channel="counter")
+    return start, {state: b.id for state, b in made.items()}
+
+
+def test_a_rooms_week_shows_every_state_in_words_with_name_and_channel(client, english, room, every_state):
+    start, ids = every_state
+    html = week_page(client, room.id, start)
+    found = entries_by_state(html)
+    assert set(found) == set(calendars.ENTRY_STATES)  # every state, each with its own colour class
+    assert found["held"] == "Held Person Held, paying now · Online"
+    assert found["awaiting"] == "Deadline Person Awaiting payment · Online"
+    assert found["paid"] == "Paid Person Paid · Online"
+    assert found["counter_unpaid"] == "Walk In Unpaid, at the counter · Counter"  # the last of that state
+    assert "Counter Person Unpaid, at the counter · Counter" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert found["confirmed"] == "Free Person Confirmed, no fee · Online"
+    assert found["blocked"] == "ピアノ調律 Blocked"  # a block shows its purpose, not the staff member's name
+    assert found["cancelled"] == "Gone Person Cancelled · Online"
+    assert found["no_show"] == "Absent Person No-show · Online"
+    assert found["used"] == "Used Person Used · Online"
+    for booking_id in ids.values():  # each opens its booking
+        assert f'href="/staff/bookings/{booking_id}"' in html
+    assert html.count('<th scope="row">') == 7
+    for label in calendars.ENTRY_STATES.values():  # the legend says every state in words
+        assert str(label) in html
+
+
+def test_a_free_cell_of_the_week_links_to_the_counter_and_a_block(client, english, room, every_state):
+    start, _ids = every_state
+    html = week_page(client, room.id, start)
+    links = re.findall(r'href="(/staff/(?:counter|blocks)/new\?[^"]+)"', html)
+    day3_evening = {"room_id": [str(room.id)], "date": [(start + timedelta(days=3)).isoformat()],
+                    "division": ["EVENING"]}
+    parsed = [(urlsplit(link.replace("&amp;", "&")).path, parse_qs(urlsplit(link.replace("&amp;", "&")).query))
+              for link in links]
+    assert ("/staff/counter/new", day3_evening) in parsed and ("/staff/blocks/new", day3_evening) in parsed
+    # A taken cell offers neither; a cancelled booking's cell is free again.
+    day0_morning = {"room_id": [str(room.id)], "date": [start.isoformat()], "division": ["MORNING"]}
+    day3_morning = {**day3_evening, "division": ["MORNING"]}
+    assert ("/staff/counter/new", day0_morning) not in parsed
+    assert ("/staff/counter/new", day3_morning) in parsed
+    assert len(parsed) == 2 * (21 - 7)  # 7 of the 21 cells are taken (held, awaiting, paid, ..., blocked)
+
+
+def test_an_hourly_rooms_free_hours_link_by_their_start(client, english, staff, make_hourly_room):
+    court = make_hourly_room()
+    start = booking_day()
+    html = week_page(client, court.id, start)
+    assert f'href="/staff/counter/new?room_id={court.id}&amp;date={start.isoformat()}&amp;start=09:00"' in html
+    assert f'href="/staff/blocks/new?room_id={court.id}&amp;date={start.isoformat()}&amp;start=20:00"' in html
+    assert html.count('<li class="cell-slot free">') == 7 * 12
+
+
+@pytest.mark.parametrize("start", ["2026-02-30", "9999-12-31", "0001-01-01"])
+def test_a_bad_week_start_says_so_and_an_unknown_room_is_a_404(client, english, staff, room, start):
+    response = client.get(f"/staff/rooms/{room.id}/week?start={start}")
+    assert response.status_code == 200 and "Enter a date like" in response.get_data(as_text=True)
+    assert client.get("/staff/rooms/999999/week").status_code == 404
+
+
+def test_a_rooms_week_is_a_constant_number_of_queries(client, staff, room, make_user, now):
+    start = booking_day()
+    calendar_booking(make_user(), room, start, "MORNING")
+    room_id = room.id
+    db.session.remove()
+    with statements() as one:
+        client.get(f"/staff/rooms/{room_id}/week?start={start.isoformat()}")
+    room = db.session.get(Room, room_id)
+    for n in range(1, 7):
+        for code in ("MORNING", "AFTERNOON", "EVENING"):
+            calendar_booking(make_user(), room, start + timedelta(days=n), code, paid=n % 2 == 0)
+    db.session.remove()
+    with statements() as many:
+        html = client.get(f"/staff/rooms/{room_id}/week?start={start.isoformat()}").get_data(as_text=True)
+    assert html.count('class="entry entry-') - len(calendars.ENTRY_STATES) == 19
+    assert len(many) == len(one), (len(one), len(many))

@@ -198,7 +198,11 @@ def test_an_event_for_an_intent_we_do_not_know_is_accepted_and_changes_nothing(
     response = post_event(client, localstripe, "payment_intent.succeeded", foreign)
 
     assert response.status_code == 200 and response.json["outcome"] == "unknown payment"
-    assert snapshot() == before
+    payments, audits, *money = snapshot()
+    assert (payments, *money) == (before[0], *before[2:])  # no payment, ledger row, receipt or refund changed
+    assert audits == before[1] + 1  # only the staff case it opened (services/attention.open_webhook_case)
+    [case] = db.session.scalars(select(AttentionCase)).all()
+    assert (case.reason, case.building_id, case.booking_id) == ("webhook_unapplied", None, None)
     assert booking.state == BookingState.HELD
 
 

@@ -1,6 +1,7 @@
 """The booking flow: review a slot and its price, reserve it, pay for it, see, print and cancel my bookings."""
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -11,12 +12,12 @@ from werkzeug.datastructures import MultiDict
 from .. import limits
 from ..db_mode import writes
 from ..extensions import db
-from ..filters import yen
+from ..filters import tokyo_time, yen
 from ..models import ACTIVE_STATES, Booking, BookingState, Payment, PaymentState, Receipt, RefundState, Room
 from ..payments import GatewayError, get_gateway
 from ..public.routes import room_or_404, row_or_404
+from ..services import audit_trail, cancellation, checkout, deadline, no_shows, pricing, refund_policy, rules
 from ..services import booking as booking_service
-from ..services import cancellation, checkout, pricing, refund_policy, rules
 from ..services.errors import BookingError
 from ..timeutil import business_date, now_utc
 from . import bp
@@ -37,7 +38,8 @@ REFUND_STATES = {
     RefundState.CANCELLED: _l("Cancelled"),
 }
 # What the payment endpoints answer for a domain error (never a 500).
-ERROR_STATUS = {"card_declined": 402, "card_declined_hold_kept": 402, "authentication_failed": 402,
+ERROR_STATUS = {"card_declined": 402, "card_declined_hold_kept": 402, "card_declined_deadline_kept": 402,
+                "authentication_failed": 402,
                 "payment_failed": 402, "hold_expired": 409,
                 "payment_unavailable": 503}
 
@@ -96,13 +98,15 @@ def review(room_id: int):
         return redirect(_back_to_room(room_id, form, exc))
     price = pricing.quote(room, slot, current_user.residency)
     paid_online = price.total > 0 and current_app.config["PAYMENTS_ENABLED"]
+    hold = deadline.hold_for(room, slot.start_at, now)
     return render_template(
         "bookings/review.html",
         room=room,
         slot=slot,
         price=price,
         paid_online=paid_online,
-        hold_minutes=current_app.config["HOLD_MINUTES"],
+        hold_minutes=deadline.hold_minutes(room),
+        pay_by=hold.expires_at if hold.pay_mode == "deadline" else None,
         refund_schedule=refund_policy.refund_schedule(room, slot.start_at) if paid_online else [],
         now=now,
     )
@@ -123,18 +127,60 @@ def reserve(room_id: int):
         )
     except BookingError as exc:
         db.session.rollback()
-        flash(exc.message, "error")
+        if exc.code == "suspended":  # for no-shows (services/no_shows.py): say until when
+            flash(_("%(message)s You can book online again from %(until)s.", message=exc.message,
+                    until=_moment(exc.details["until"])), "error")
+        else:
+            flash(exc.message, "error")
         if exc.code == "price_changed":
             return redirect(url_for(".review", room_id=room_id, **form.query_args()))
         return redirect(_back_to_room(room_id, form, exc))
     db.session.commit()
     if booking.state == BookingState.HELD:  # held for its payment
+        if booking.pay_mode == "deadline":
+            flash(_("Your booking is reserved. Please pay by %(deadline)s: now, or later from My bookings.",
+                    deadline=_moment(booking.hold_expires_at)), "success")
         return redirect(url_for(".pay_page", booking_id=booking.id))
     flash(_("Your booking is confirmed."), "success")
     return redirect(url_for(".detail", booking_id=booking.id))
 
 
 # --- paying for a hold ----------------------------------------------------------
+
+
+def _moment(dt) -> str:
+    """A moment as the pages show it (public/_macros.html moment): the full date and the Tokyo time."""
+    return f"{format_date(dt, 'full')} {tokyo_time(dt)}"
+
+
+def _pay_urls(booking: Booking, token: str | None = None) -> dict:
+    """Where the payment page's form posts, and where it links: My bookings' pages, or the signed link's own."""
+    if token is None:
+        return {"pay_url": url_for(".pay", booking_id=booking.id),
+                "complete_url": url_for(".pay_complete", booking_id=booking.id),
+                "page_url": url_for(".pay_page", booking_id=booking.id),
+                "back_url": url_for(".detail", booking_id=booking.id)}
+    return {"pay_url": url_for(".pay_by_link", token=token),
+            "complete_url": url_for(".pay_by_link_complete", token=token),
+            "page_url": url_for(".pay_by_link_page", token=token),
+            "back_url": None}  # a walk-in has no booking page to go back to
+
+
+def _render_pay_page(booking: Booking, payment: Payment, now, urls: dict):
+    """The card form, once the payment is locked and read again (the expiry job may have released the hold
+    since) and has its intent (two tabs never create two); None when the hold is gone (BookingError)."""
+    try:
+        checkout.open_for_payment(payment, now=now)
+    except BookingError as exc:
+        db.session.rollback()
+        if exc.code == "hold_expired":
+            raise
+        return render_template("bookings/pay_unavailable.html", booking=booking, message=exc.message, **urls), 503
+    db.session.commit()
+    gateway = get_gateway()
+    return render_template("bookings/pay.html", booking=booking, payment=payment, now=now,
+                           js_url=gateway.js_url, publishable_key=gateway.publishable_key,
+                           hold_minutes=deadline.hold_minutes(booking.room), **urls)
 
 
 @bp.get("/bookings/<int:booking_id>/pay")
@@ -151,21 +197,11 @@ def pay_page(booking_id: int):
             flash(BookingError("hold_expired").message, "error")
         return redirect(url_for(".detail", booking_id=booking.id))
     try:
-        # Locked and read again (the expiry job may have released the hold since), and two tabs never
-        # create two intents for one payment.
-        checkout.open_for_payment(payment, now=now)
-    except BookingError as exc:
-        db.session.rollback()
-        if exc.code == "hold_expired":
-            if booking.state in (BookingState.HELD, BookingState.EXPIRED):
-                flash(exc.message, "error")
-            return redirect(url_for(".detail", booking_id=booking.id))
-        return render_template("bookings/pay_unavailable.html", booking=booking, message=exc.message), 503
-    db.session.commit()
-    gateway = get_gateway()
-    return render_template("bookings/pay.html", booking=booking, payment=payment, now=now,
-                           js_url=gateway.js_url, publishable_key=gateway.publishable_key,
-                           hold_minutes=current_app.config["HOLD_MINUTES"])
+        return _render_pay_page(booking, payment, now, _pay_urls(booking))
+    except BookingError as exc:  # hold_expired
+        if booking.state in (BookingState.HELD, BookingState.EXPIRED):
+            flash(exc.message, "error")
+        return redirect(url_for(".detail", booking_id=booking.id))
 
 
 def _payment_error(booking: Booking, message: str, status: int):
@@ -174,20 +210,29 @@ def _payment_error(booking: Booking, message: str, status: int):
     return jsonify(status="error", message=message, retry=retry, next=None if retry else _day_of(booking)), status
 
 
-def _outcome(booking: Booking, outcome: str, intent=None):
-    """The JSON answer for what checkout.pay or checkout.settle reported."""
+def _outcome(booking: Booking, outcome: str, intent=None, *, done_url: str | None = None):
+    """The JSON answer for what checkout.pay or checkout.settle reported.
+
+    `done_url` is where a paid or waiting payment goes next (the signed link's page); by default
+    the booking's receipt or page in My bookings.
+    """
     if booking.state == BookingState.CANCELLED and outcome in ("confirmed", "cancelled"):
         return _payment_error(booking, _("This booking has been cancelled."), 409)
     if outcome == "confirmed":
         flash(_("Thank you. Your booking is confirmed and paid."), "success")
         # The receipt comes with the capture, which may follow a moment later (see checkout.capture_authorised).
         page = ".receipt" if _receipt_of(booking) else ".detail"
-        return jsonify(status="confirmed", redirect=url_for(page, booking_id=booking.id))
+        return jsonify(status="confirmed", redirect=done_url or url_for(page, booking_id=booking.id))
     if outcome == "requires_action":
         return jsonify(status="requires_action", client_secret=intent.client_secret)
     if outcome == "refunded":
+        if booking.pay_mode == "deadline":
+            return _payment_error(booking, _("The payment deadline of this booking has passed and it was "
+                                             "cancelled. Your payment has been returned in full."), 409)
         return _payment_error(booking, _("Your hold ran out and the slot was taken by someone else. "
                                          "Your payment has been returned in full."), 409)
+    if outcome == "failed_kept":
+        return _payment_error(booking, BookingError("card_declined_deadline_kept").message, 402)
     if outcome == "released":
         code = "hold_expired" if booking.state == BookingState.EXPIRED else "authentication_failed"
         return _payment_error(booking, BookingError(code).message, ERROR_STATUS[code])
@@ -195,7 +240,7 @@ def _outcome(booking: Booking, outcome: str, intent=None):
     if booking.payment.state in (PaymentState.NEW, PaymentState.PENDING) and booking.hold_is_live(now_utc()):
         return _payment_error(booking, _("The payment is not finished. Please pay again."), 409)
     flash(_("Your payment is being processed. We will email you when the booking is confirmed."), "success")
-    return jsonify(status="waiting", redirect=url_for(".detail", booking_id=booking.id)), 202
+    return jsonify(status="waiting", redirect=done_url or url_for(".detail", booking_id=booking.id)), 202
 
 
 @bp.post("/bookings/<int:booking_id>/pay")
@@ -203,7 +248,11 @@ def _outcome(booking: Booking, outcome: str, intent=None):
 @limits.pay
 def pay(booking_id: int):
     payment = _own_payment_or_404(booking_id)
-    booking = payment.booking
+    return _charge(payment.booking, payment)
+
+
+def _charge(booking: Booking, payment: Payment, *, done_url: str | None = None):
+    """Pay with the card token pay.js posts (JSON), and answer what happened (JSON)."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # a body nested thousands deep: not card details either
@@ -223,7 +272,7 @@ def pay(booking_id: int):
         db.session.rollback()
         return _payment_error(booking, BookingError("payment_unavailable").message, 503)
     db.session.commit()
-    return _outcome(booking, outcome, intent)
+    return _outcome(booking, outcome, intent, done_url=done_url)
 
 
 @bp.post("/bookings/<int:booking_id>/pay/complete")
@@ -232,14 +281,78 @@ def pay(booking_id: int):
 def pay_complete(booking_id: int):
     """After the 3-D Secure challenge: the provider's intent says how it went."""
     payment = _own_payment_or_404(booking_id)
-    booking = payment.booking
+    return _complete(payment.booking, payment)
+
+
+def _complete(booking: Booking, payment: Payment, *, done_url: str | None = None):
     try:
         outcome = checkout.settle(payment)
     except GatewayError:
         db.session.rollback()
         return _payment_error(booking, BookingError("payment_unavailable").message, 503)
     db.session.commit()
-    return _outcome(booking, outcome)
+    return _outcome(booking, outcome, done_url=done_url)
+
+
+# --- paying by the signed link (a counter booking; a walk-in has no account) -----------------------
+
+
+def _link_not_found():
+    message = _("This payment link is not valid, or its payment deadline has passed. "
+                "Please contact the facility.")
+    if request.method == "POST":  # pay.js shows it in its alert region
+        return jsonify(status="error", message=message, retry=False), 404
+    return render_template("error.html", message=message), 404
+
+
+def _payment_of_link(booking: Booking) -> Payment | None:
+    """The booking's card payment, opened now if staff booked it without one (place_hold at the counter)."""
+    if booking.payment is None and booking.price > 0 and booking.state == BookingState.HELD:
+        checkout.start_checkout(booking)
+        db.session.flush()
+        db.session.refresh(booking)
+    return booking.payment
+
+
+@bp.get("/pay/<token>")
+@writes  # opens the payment and its provider intent, and commits
+def pay_by_link_page(token: str):
+    """The checkout of one deadline booking, without logging in: the signed link is the key (services/deadline.py)."""
+    now = now_utc()
+    booking = deadline.booking_of_link(token, now=now)
+    if booking is None:
+        return _link_not_found()
+    if booking.state == BookingState.CONFIRMED:
+        return render_template("bookings/paid_by_link.html", booking=booking, receipt=_receipt_of(booking))
+    if not booking.hold_is_live(now):
+        return _link_not_found()
+    payment = _payment_of_link(booking)
+    if payment is None or payment.state == PaymentState.CAPTURED:
+        return _link_not_found()
+    try:
+        return _render_pay_page(booking, payment, now, _pay_urls(booking, token))
+    except BookingError:  # hold_expired: released meanwhile
+        return _link_not_found()
+
+
+@bp.post("/pay/<token>")
+@limits.pay
+def pay_by_link(token: str):
+    booking = deadline.booking_of_link(token)
+    if booking is None or booking.payment is None:
+        return _link_not_found()
+    return _charge(booking, booking.payment, done_url=url_for(".pay_by_link_page", token=token))
+
+
+@bp.post("/pay/<token>/complete")
+@limits.pay
+def pay_by_link_complete(token: str):
+    # After 3-D Secure the deadline may have passed meanwhile: the provider is asked all the same, and a
+    # payment that came too late is returned (and said so), never left without an answer.
+    booking = deadline.booking_of_link(token, expired_too=True)
+    if booking is None or booking.payment is None:
+        return _link_not_found()
+    return _complete(booking, booking.payment, done_url=url_for(".pay_by_link_page", token=token))
 
 
 @bp.get("/bookings/<int:booking_id>/receipt")
@@ -260,14 +373,15 @@ def receipt(booking_id: int):
 def mine():
     bookings = db.session.scalars(
         select(Booking)
-        .where(Booking.user_id == current_user.id)
+        .where(Booking.user_id == current_user.id, Booking.kind == "booking")  # not staff's blocks
         .options(joinedload(Booking.room).joinedload(Room.building), selectinload(Booking.payment))
         .order_by(Booking.start_at, Booking.id)
     ).all()
     now = now_utc()
     upcoming = [b for b in bookings if b.state in ACTIVE_STATES and b.end_at > now]
     others = [b for b in reversed(bookings) if b not in upcoming]
-    return render_template("bookings/mine.html", upcoming=upcoming, others=others, now=now)
+    return render_template("bookings/mine.html", upcoming=upcoming, others=others, now=now,
+                           suspension=no_shows.suspension_in_force(current_user, now))
 
 
 @bp.get("/bookings/<int:booking_id>")
@@ -288,6 +402,7 @@ def detail(booking_id: int):
         refund_schedule=schedule,
         now=now,
         form=CancelForm(),
+        history=audit_trail.for_resident(booking),  # time and action only: never a staff note or name
     )
 
 

@@ -13,6 +13,9 @@ Where localstripe differs from Stripe (what the tests cannot see through it):
   status through its API and post the events themselves;
 - it ignores idempotency keys, has no rate limits, lock timeouts or 5xx of its own;
 - it has no processing state worth testing (half a second of a SEPA charge);
+- after a declined charge its intent stays `requires_payment_method` even with a new card set, and
+  refuses to confirm again; Stripe confirms the same intent with the new card. So a second card after a
+  decline (a deadline booking keeps its reservation after one, services/checkout.pay) is Stripe-only;
 - its intents have no `amount_received`: read as the full amount once succeeded
   (it captures only in full).
 """

@@ -119,17 +119,70 @@ def state_label(code: str) -> str:
     return _lookup(STATES, code)
 
 
-# Audit actions in words, for the history on a booking's page; a state change "a->b" is said as "A → B".
+# Audit actions in words, for the history on a booking's page and the staff's audit search;
+# a state change "a->b" is said as "A → B".
 AUDIT_ACTIONS = {
     ("booking", "held"): _l("Booking made (held)"),
     ("booking", "confirmed"): _l("Booking made (confirmed)"),
+    ("booking", "cancelled for a ward reason"): _l("Cancelled by the facility"),
+    ("booking", "cancelled by staff"): _l("Cancelled by the facility"),
+    ("booking", "booked at the counter"): _l("Booked at the counter"),
+    ("booking", "moved"): _l("Moved to another time or room"),
+    ("booking", "payment reminder sent"): _l("Payment reminder sent"),
+    ("booking", "told: ended unpaid at the payment deadline"): _l("Ended unpaid at the payment deadline"),
+    ("booking", "blocked"): _l("Time blocked by staff"),
+    ("booking", "block lifted"): _l("Block lifted"),
+    ("payment", "created"): _l("Payment started"),
+    ("payment", "paid at the counter"): _l("Paid at the counter"),
+    ("payment", "refund requested"): _l("Refund requested"),
+    ("payment", "refund paid out at the counter"): _l("Refund paid out at the counter"),
+    ("payment", "refund sent"): _l("Refund sent to the payment provider"),
+    ("payment", "refund succeeded"): _l("Refunded"),
+    ("payment", "refund failed"): _l("Refund failed"),
+    ("payment", "refund cancelled"): _l("Refund cancelled"),
+    ("payment", "refund recorded from the provider"): _l("Refund recorded"),
+    ("payment", "refund retries exhausted"): _l("Refund not sent after every retry"),
+    ("attention_case", "opened"): _l("Case opened for staff"),
+    ("attention_case", "resolved"): _l("Case resolved"),
+    ("room", "feed_created"): _l("Calendar feed made"),
+    ("room", "feed_rotated"): _l("Calendar feed address changed"),
+    ("booking", "kept over a closure"): _l("Kept as an exception to a closure"),
+    ("building", "created"): _l("Building added"),
+    ("building", "updated"): _l("Building details changed"),
+    ("room", "created"): _l("Room added"),
+    ("room", "details changed"): _l("Room details changed"),
+    ("room", "rules changed"): _l("Booking rules, hold time or payment mode changed"),
+    ("room", "letting changed"): _l("How the room is let, or its opening hours, changed"),
+    ("division", "created"): _l("Time division added"),
+    ("division", "updated"): _l("Time division or its fees changed"),
+    ("division", "removed"): _l("Time division removed"),
+    ("closure", "created"): _l("Closure added"),
+    ("closure", "removed"): _l("Closure removed"),
+    ("refund_tier", "room tiers replaced"): _l("Refund policy changed"),
+    ("suspension", "suspended"): _l("Online booking suspended after no-shows"),
+    ("suspension", "lifted"): _l("Suspension lifted"),
+    ("user", "walk-in recorded"): _l("Walk-in recorded at the counter"),
+}
+# A payment's states, in the words of a payment's history.
+PAYMENT_STATES = {
+    "new": _l("Not started"),
+    "pending": _l("Waiting for payment"),
+    "authorized": _l("Card authorised"),
+    "captured": _l("Paid"),
+    "failed": _l("Not paid"),
+    "cancelled": _l("Released"),
 }
 
 
 def audit_action_label(subject: str, action: str) -> str:
-    if subject == "booking" and "->" in action:
+    if "->" in action and subject in ("booking", "payment"):
         before, after = action.split("->", 1)
-        return f"{state_label(before)} → {state_label(after)}"
+        if subject == "booking":
+            return f"{state_label(before)} → {state_label(after)}"
+        change = f"{_lookup(PAYMENT_STATES, before)} → {_lookup(PAYMENT_STATES, after)}"
+        return _("Payment: %(change)s", change=change)
+    if subject == "payment" and action.startswith("dispute "):
+        return _("Dispute: %(status)s", status=action.removeprefix("dispute "))
     label = AUDIT_ACTIONS.get((subject, action))
     return str(label) if label else f"{subject}: {action}"
 

@@ -19,6 +19,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import Residency, User, record
+from ..models.user import password_hash_options
 from ..timeutil import now_utc
 
 MIN_PASSWORD_LENGTH = 10
@@ -98,7 +99,7 @@ def sign_up(*, name: str, email: str, password: str, residency: str, phone: str 
     _check_residency(residency)
     if locale is not None:
         _check_locale(locale)
-    password_hash = generate_password_hash(password)
+    password_hash = generate_password_hash(password, **password_hash_options())
     existing = find_user_by_email(email)
     if existing is None:
         user = User(name=name.strip(), email=email, residency=residency, phone=phone or None, locale=locale,
@@ -150,7 +151,7 @@ def authenticate(email: str, password: str) -> User:
     user = find_user_by_email(email)
     if user is None:
         # Spend the same time hashing as for a real account, so timing does not tell who is registered.
-        check_password_hash(_dummy_hash(), password)
+        check_password_hash(_dummy_hash(**password_hash_options()), password)
         raise AccountError("bad_credentials")
     if not user.check_password(password):
         raise AccountError("bad_credentials")
@@ -282,5 +283,5 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
 
 
 @cache
-def _dummy_hash() -> str:
-    return generate_password_hash("not anyone's password")
+def _dummy_hash(**options) -> str:
+    return generate_password_hash("not anyone's password", **options)

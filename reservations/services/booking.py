@@ -187,6 +187,10 @@ def place_hold(
     try:
         lock_user(user.id)  # first the user, then the room: always in this order (see lock_user)
         lock_room(room.id)
+        # Judged again under the lock: staff add closures and change opening hours under it
+        # (services/setup.py), and may have done so since the rules were read above.
+        db.session.expire(room)
+        check_bookable(room, slot, now)
         retire_lapsed_holds(overlapping(room.id, slot.start_at, slot.end_at), now,
                             reason="retired by an overlapping booking")
         if count_active(user, now) >= current_app.config["MAX_ACTIVE_BOOKINGS"]:

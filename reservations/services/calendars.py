@@ -1,20 +1,19 @@
-"""The staff calendars: one building's day, rooms by their divisions or hours, and who holds each.
+"""The staff calendars: one building's day (rooms by their divisions or hours) and one room's week.
 
-A constant number of queries whatever the number of rooms: the rooms with their
-divisions and closures (selectinload), then the day's bookings of them all with
-their users and payments (one joined query). The entries are what staff act on,
-so cancelled and no-show bookings stay visible beside the live ones; only a hold
-that ran out (it blocks nobody) is left out.
+A constant number of queries whatever the number of rooms or bookings: the rooms with their
+divisions and closures (selectinload), then the bookings of the span with their users and
+payments (one joined query). The entries are what staff act on, so cancelled and no-show
+bookings stay visible beside the live ones; only a hold that ran out (it blocks nobody) is left out.
 """
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
-from ..models import Booking, BookingState, Building, PaymentState, Room
+from ..models import Booking, BookingKind, BookingState, Building, Letting, PaymentState, Room
 from ..timeutil import now_utc
 from .availability import day_bounds, room_units
 from .rules import closure_reason
@@ -22,14 +21,19 @@ from .rules import closure_reason
 # What staff read on an entry, and its colour class: told apart by text, not only by colour.
 ENTRY_STATES = {
     "held": _l("Held, paying now"),
-    "paid": _l("Paid"),
     "awaiting": _l("Awaiting payment"),
+    "paid": _l("Paid"),
+    "counter_unpaid": _l("Unpaid, at the counter"),
     "confirmed": _l("Confirmed, no fee"),
+    "blocked": _l("Blocked"),
     "cancelled": _l("Cancelled"),
     "no_show": _l("No-show"),
     "used": _l("Used"),
 }
+# The states in which an entry occupies its slot (the others leave it free to book again).
+OCCUPYING = frozenset({"held", "awaiting", "paid", "counter_unpaid", "confirmed", "blocked"})
 CHANNELS = {"online": _l("Online"), "counter": _l("Counter")}
+WEEK_DAYS = 7
 
 
 @dataclass
@@ -45,6 +49,10 @@ class Entry:
     def channel(self) -> str:
         return str(CHANNELS.get(self.booking.channel, self.booking.channel))
 
+    @property
+    def is_block(self) -> bool:
+        return self.booking.is_block
+
 
 @dataclass
 class Cell:
@@ -53,23 +61,49 @@ class Cell:
     end_at: datetime
     entries: list[Entry] = field(default_factory=list)
 
+    @property
+    def taken(self) -> bool:
+        return any(e.state in OCCUPYING for e in self.entries)
+
 
 @dataclass
 class RoomDay:
     room: Room
+    day: date
     closure: str | None
     cells: list[Cell]
+    # A free cell may be booked or blocked at the counter: open, and not yet over.
+    bookable_from: datetime | None = None
+
+    def can_book(self, cell: Cell) -> bool:
+        return (self.closure is None and not cell.taken and self.bookable_from is not None
+                and cell.end_at > self.bookable_from)
 
 
 def entry_state(booking: Booking, now: datetime) -> str | None:
     """How staff see a booking on the calendar, or None for one that blocks nobody (a hold that ran out)."""
+    counter = booking.channel == "counter"
+    if booking.kind == BookingKind.BLOCK:
+        if booking.state == BookingState.CONFIRMED or booking.hold_is_live(now):
+            return "blocked"
+        if booking.state == BookingState.CANCELLED:
+            return "cancelled"
+        return None
     if booking.state == BookingState.HELD:
-        return "held" if booking.hold_is_live(now) else None
+        if not booking.hold_is_live(now):
+            return None
+        if booking.pay_mode == "deadline":
+            return "counter_unpaid" if counter else "awaiting"
+        return "held"
     if booking.state == BookingState.CONFIRMED:
         payment = booking.payment
+        if payment is not None and payment.state == PaymentState.CAPTURED:
+            return "paid"
         if booking.price == 0:
             return "confirmed"
-        return "paid" if payment is not None and payment.state == PaymentState.CAPTURED else "awaiting"
+        # Confirmed with a fee and nothing taken: at the counter, staff take it on the day; online,
+        # the card was authorised and the capture is on its way.
+        return "counter_unpaid" if counter else "awaiting"
     return {BookingState.CANCELLED: "cancelled", BookingState.NO_SHOW: "no_show",
             BookingState.COMPLETED: "used"}.get(booking.state)
 
@@ -80,23 +114,59 @@ def building_rooms(building: Building) -> list[Room]:
         .options(selectinload(Room.divisions), selectinload(Room.closures))))
 
 
-def building_day(building: Building, day: date, *, now: datetime | None = None) -> list[RoomDay]:
-    now = now or now_utc()
-    rooms = building_rooms(building)
-    start, end = day_bounds(day)
+def _entries(room_ids: list[int], start: datetime, end: datetime, now: datetime) -> dict[int, list[Entry]]:
+    """The calendar entries of these rooms between start and end, by room: one query for them all."""
+    by_room: dict[int, list[Entry]] = {room_id: [] for room_id in room_ids}
+    if not room_ids:
+        return by_room
     bookings = db.session.scalars(
-        select(Booking).where(Booking.room_id.in_([r.id for r in rooms]), Booking.start_at < end,
-                              Booking.end_at > start, Booking.state != BookingState.EXPIRED)
+        select(Booking).where(Booking.room_id.in_(room_ids), Booking.start_at < end, Booking.end_at > start,
+                              Booking.state != BookingState.EXPIRED)
         .order_by(Booking.start_at, Booking.id)
-        .options(joinedload(Booking.user), joinedload(Booking.payment))).unique().all() if rooms else []
-    by_room: dict[int, list[Entry]] = {r.id: [] for r in rooms}
+        .options(joinedload(Booking.user), joinedload(Booking.payment))).unique().all()
     for booking in bookings:
         state = entry_state(booking, now)
         if state is not None:
             by_room[booking.room_id].append(Entry(booking, state))
-    days = []
-    for room in rooms:
-        cells = [Cell(code, s, e, [x for x in by_room[room.id] if x.booking.start_at < e and x.booking.end_at > s])
-                 for code, s, e in room_units(room, day)]
-        days.append(RoomDay(room, closure_reason(room, day), cells))
-    return days
+    return by_room
+
+
+def _room_day(room: Room, day: date, entries: list[Entry], now: datetime) -> RoomDay:
+    cells = [Cell(code, s, e, [x for x in entries if x.booking.start_at < e and x.booking.end_at > s])
+             for code, s, e in room_units(room, day)]
+    return RoomDay(room, day, closure_reason(room, day), cells, bookable_from=now)
+
+
+def building_day(building: Building, day: date, *, now: datetime | None = None) -> list[RoomDay]:
+    now = now or now_utc()
+    rooms = building_rooms(building)
+    start, end = day_bounds(day)
+    by_room = _entries([r.id for r in rooms], start, end, now)
+    return [_room_day(room, day, by_room[room.id], now) for room in rooms]
+
+
+def room_week(room: Room, start_day: date, *, now: datetime | None = None) -> list[RoomDay]:
+    """The room's seven days from `start_day`, each by its divisions or hours, with who holds each."""
+    now = now or now_utc()
+    room = db.session.scalars(
+        select(Room).where(Room.id == room.id)
+        .options(selectinload(Room.divisions), selectinload(Room.closures),
+                 joinedload(Room.building))).one()
+    days = [start_day + timedelta(days=n) for n in range(WEEK_DAYS)]
+    entries = _entries([room.id], day_bounds(days[0])[0], day_bounds(days[-1])[1], now)[room.id]
+    week = []
+    for day in days:
+        start, end = day_bounds(day)
+        week.append(_room_day(room, day, [e for e in entries if e.booking.start_at < end and e.booking.end_at > start],
+                              now))
+    return week
+
+
+def counter_args(room: Room, day: date, cell: Cell) -> dict:
+    """The query of the counter's "book" and "block" pages for a free cell: the room, day and division or start."""
+    args = {"room_id": room.id, "date": day.isoformat()}
+    if room.letting == Letting.DIVISION:
+        args["division"] = cell.code
+    else:
+        args["start"] = cell.code
+    return args

@@ -13,7 +13,9 @@ is authorised, which the job `capture_confirmed_authorisations` captures.
 
 A payment that arrives after its hold ran out confirms the booking if the
 slot is still free; otherwise the authorisation is released (or a captured
-charge refunded), the resident is told, and staff get an attention case.
+charge refunded), the resident is told, and staff get an attention case. A
+payment that arrives after a booking's payment deadline (pay_mode "deadline")
+is always returned so, free slot or not.
 """
 from datetime import datetime, timedelta
 from functools import partial
@@ -40,6 +42,7 @@ from ..payments import CardDeclined, GatewayError, IntentView, get_gateway
 from ..timeutil import now_utc
 from .attention import open_case
 from .booking import active_clause, lock_room, overlapping, retire_lapsed_holds
+from .deadline import TOLD as DEADLINE_TOLD
 from .errors import BookingError
 from .receipts import issue_receipt
 
@@ -157,6 +160,11 @@ def pay(payment: Payment, *, token: str, now: datetime | None = None) -> tuple[s
     except CardDeclined as exc:
         payment.failure_message = exc.message
         reason = f"card declined: {exc.code}"
+        if booking.pay_mode == "deadline":
+            # Reserved until its deadline: a declined card costs the resident nothing, the slot included.
+            # The intent stays open for another card; the deadline job releases it if none comes.
+            payment.transition(PaymentState.FAILED, reason=reason)
+            raise BookingError("card_declined_deadline_kept") from exc
         try:
             release(payment, booking, reason=reason, state=PaymentState.FAILED, now=now)
         except GatewayError as unreachable:
@@ -176,8 +184,9 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
     """The one confirm function: bring our records in line with the provider's intent.
 
     Returns "confirmed", "refunded" (paid after the slot was taken), "released"
-    (failed, abandoned or expired: nothing charged), "cancelled" (paid, then
-    cancelled by the resident) or "waiting". Safe to call any number of times,
+    (failed, abandoned or expired: nothing charged), "failed_kept" (the card failed on a
+    booking reserved until its payment deadline, which stays reserved), "cancelled" (paid,
+    then cancelled by the resident) or "waiting". Safe to call any number of times,
     from anywhere, in any order.
     """
     now = now or now_utc()
@@ -211,6 +220,12 @@ def settle(payment: Payment, *, now: datetime | None = None, intent: IntentView 
     if intent.status == "processing":
         return "waiting"
     failed = intent.status == "canceled" or (intent.status == "requires_payment_method" and intent.error_code)
+    if failed and not expired and booking.pay_mode == "deadline" and intent.status != "canceled":
+        # A failed card check on a booking reserved until its deadline: the booking stays, and so does the
+        # intent, for another card (as after a declined card in `pay`).
+        if payment.state != PaymentState.FAILED:
+            payment.transition(PaymentState.FAILED, reason=intent.error_message or "authentication failed")
+        return "failed_kept"
     if failed or expired:
         reason = "authentication failed" if intent.error_code == FAILED_AUTH else (
             intent.error_message or ("hold expired" if expired else intent.status))
@@ -244,14 +259,17 @@ def _settle_paid(payment: Payment, booking: Booking, intent: IntentView, now: da
     db.session.get(Booking, booking.id, populate_existing=True)
     ours = booking.state == BookingState.CONFIRMED or booking.hold_is_live(now)
     late = not ours
-    if late and (booking.state not in (BookingState.HELD, BookingState.EXPIRED) or not _slot_free_for(booking, now)):
+    # A booking to be paid by a deadline was the resident's for days: a payment after the deadline is
+    # always returned, even to a free slot (the deadline is the rule, and its slot was open to all).
+    if late and (booking.pay_mode == "deadline" or booking.state not in (BookingState.HELD, BookingState.EXPIRED)
+                 or not _slot_free_for(booking, now)):
         return _return_late_payment(payment, booking, intent, now)
     if booking.state != BookingState.CONFIRMED:
         booking.transition(BookingState.CONFIRMED, reason="paid after the hold ran out" if late else "paid")
     if intent.status == "succeeded":
         # Captured already: by us before a crash, or at the provider. Nothing to ask.
         _record_capture(payment, intent)
-        issue_receipt(booking, now=now)
+        issue_receipt(booking, now=now, amount=payment.amount)
         return "confirmed"
     # The slot is ours: commit that decision, and let go of the room lock, before the
     # provider is asked to capture. Other residents' holds on the room never wait on it.
@@ -291,7 +309,7 @@ def _capture(payment_id: int, intent_id: str, key: str, *, now: datetime, postpo
     payment = _lock_payment_id(payment_id)
     if payment.state == PaymentState.AUTHORIZED:
         _record_capture(payment, intent)
-        issue_receipt(payment.booking, now=now)
+        issue_receipt(payment.booking, now=now, amount=payment.amount)
     return "confirmed"
 
 
@@ -349,7 +367,7 @@ def _finish_capture(payment_id: int, intent_id: str, key: str, *, now: datetime)
         return "confirmed"  # recorded meanwhile (a webhook)
     if intent.status == "succeeded":  # captured before a crash, or at the provider
         _record_capture(payment, intent)
-        issue_receipt(payment.booking, now=now)
+        issue_receipt(payment.booking, now=now, amount=payment.amount)
         return "confirmed"
     return _capture_refused(payment, intent)  # the authorisation lapsed or was cancelled: a person decides
 
@@ -397,18 +415,32 @@ def _record_capture(payment: Payment, intent: IntentView) -> None:
 
 
 def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView, now: datetime) -> str:
-    """The money came after the slot went to someone else: give it all back."""
+    """The money came after the slot went to someone else, or after the booking's payment deadline: give it all back.
+
+    A deadline booking still held is cancelled, as the expiry job cancels one left
+    unpaid at its deadline ("paid_after_deadline" case; the resident counts as told).
+    """
     from .refunds import refund  # refunds builds on this module; imported here to avoid the cycle
 
+    by_deadline = booking.pay_mode == "deadline"
     captured = intent.status != "requires_capture"
     if captured:
         _record_capture(payment, intent)
     else:
         get_gateway().cancel(intent.id, payment_key=payment.idempotency_key)  # releasing an authorisation is free
-        payment.transition(PaymentState.CANCELLED, reason="authorised after the slot was taken; released")
+        payment.transition(PaymentState.CANCELLED, reason="authorised after the payment deadline; released"
+                           if by_deadline else "authorised after the slot was taken; released")
     if booking.state == BookingState.HELD:
-        booking.transition(BookingState.EXPIRED, reason="paid after the hold ran out; slot taken")
-    open_case(payment, "paid_after_slot_taken", f"intent {intent.id}: {intent.amount} yen returned to the resident")
+        if by_deadline:
+            booking.transition(BookingState.CANCELLED, reason="paid after the payment deadline")
+        else:
+            booking.transition(BookingState.EXPIRED, reason="paid after the hold ran out; slot taken")
+    if by_deadline:
+        open_case(payment, "paid_after_deadline", f"intent {intent.id}: {intent.amount} yen returned to the resident")
+        record("booking", booking.id, DEADLINE_TOLD, reason="paid after the payment deadline; returned")
+    else:
+        open_case(payment, "paid_after_slot_taken",
+                  f"intent {intent.id}: {intent.amount} yen returned to the resident")
     # Last, because refund() commits before it asks the provider: the capture,
     # the expired booking and the staff case become durable with the pending
     # refund, never a captured payment on a booking still held.
@@ -445,8 +477,12 @@ def release(payment: Payment, booking: Booking, *, reason: str, state: PaymentSt
 
 def _late_payment_mail(booking: Booking):
     with force_locale(booking.user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
-        subject = _("Your payment was returned: the slot had been taken")
-        body = render_template("bookings/late_payment_mail.txt", booking=booking)
+        if booking.pay_mode == "deadline":
+            subject = _("Your payment was returned: it arrived after the payment deadline")
+            body = render_template("bookings/late_deadline_payment_mail.txt", booking=booking)
+        else:
+            subject = _("Your payment was returned: the slot had been taken")
+            body = render_template("bookings/late_payment_mail.txt", booking=booking)
     return partial(send_mail, booking.user.email, subject, body)
 
 

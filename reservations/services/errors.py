@@ -24,6 +24,10 @@ MESSAGES = {
     "card_declined_hold_kept": _l(
         "Your card was declined. Nothing was charged. You may try another card while your hold lasts."
     ),
+    "card_declined_deadline_kept": _l(
+        "Your card was declined, or its check (3-D Secure) failed. Nothing was charged. Your booking stays "
+        "reserved: you may pay with another card until the payment deadline."
+    ),
     "authentication_failed": _l("The card authentication (3-D Secure) failed. Nothing was charged."),
     "hold_expired": _l("Your hold on this slot has run out. Nothing was charged; please book again."),
     "over_refund": _l("A refund cannot exceed what was paid."),

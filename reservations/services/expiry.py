@@ -10,6 +10,12 @@ One run drains every expired hold, in two ways:
 - Holds with an intent ask the provider first, one transaction each, through
   checkout.settle: paid → confirm; processing → keep; anything else → cancel
   the intent and release.
+- Bookings to be paid by a deadline (pay_mode "deadline") that are still unpaid
+  at it are cancelled first, one transaction each (cancel_unpaid_past_deadline):
+  the intent, if any, is released, the resident told, and for a counter booking
+  staff get a case. The two ways above handle short holds only. A deadline
+  booking that ended otherwise unpaid (retired by a booking over its lapsed
+  slot) is told too, once.
 - Holds a booking retired over their lapsed slot (booking.retire_lapsed_holds)
   are already expired, but a payment with an intent is left pending there: the
   retirement holds the room lock and may not ask the provider. Those are
@@ -29,15 +35,21 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import and_, exists, insert, or_, select, update
 
+from ..aftercommit import after_commit
 from ..extensions import db
-from ..models import AuditEntry, Booking, BookingState, Payment, PaymentState
-from ..payments import GatewayError
+from ..models import AuditEntry, Booking, BookingState, Payment, PaymentState, record
+from ..payments import GatewayError, get_gateway
 from ..timeutil import now_utc
+from . import deadline, moves
+from .attention import open_booking_case
 from .booking import lapsed_hold_clause
-from .checkout import settle
+from .checkout import PAID, release, settle
 
 BATCH = 500
 NEVER_PAID = "hold expired before any payment"
+UNPAID_AT_DEADLINE = "unpaid at the payment deadline"
+COUNTER_CASE = "counter_unpaid_past_deadline"
+MOVED_UNPAID_CASE = "moved_difference_unpaid"  # a move's difference unpaid at its deadline: the carried fee refunded
 # How far back retired holds are looked at again (see _retired_with_an_intent): card authorisations lapse in 7 days.
 RETIRED_LOOKBACK = timedelta(days=8)
 
@@ -48,10 +60,13 @@ def release_expired_holds(*, now: datetime | None = None, batch: int = BATCH) ->
     Outcomes: "released" (nothing was paid), "confirmed" (paid, the slot was
     still free), "refunded" (paid after the slot went to someone else),
     "waiting" (the provider is still processing), "provider_unreachable",
-    "provider_refused" and "error" (left held for the next run; the last two are logged).
+    "provider_refused" and "error" (left held for the next run; the last two are logged);
+    for bookings to be paid by a deadline, "deadline_cancelled" and "deadline_told"
+    (see cancel_unpaid_past_deadline).
     """
     now = now or now_utc()
     counts: Counter[str] = Counter()
+    cancel_unpaid_past_deadline(now, counts)
     _cancel_stranded_payments(now)
     db.session.commit()
     while True:
@@ -64,9 +79,14 @@ def release_expired_holds(*, now: datetime | None = None, batch: int = BATCH) ->
     return {outcome: n for outcome, n in counts.items() if n}
 
 
+def _lapsed_short_hold(now: datetime):
+    """Lapsed holds of checkout ("pay now"); bookings past their payment deadline are cancelled on their own."""
+    return and_(lapsed_hold_clause(now), Booking.pay_mode == "now")
+
+
 def _never_paid(now: datetime):
     """Payments the resident never took to the provider: no intent, nothing authorised."""
-    return and_(lapsed_hold_clause(now), Payment.intent_id.is_(None), Payment.state == PaymentState.NEW)
+    return and_(_lapsed_short_hold(now), Payment.intent_id.is_(None), Payment.state == PaymentState.NEW)
 
 
 def _release_unpaid_batch(now: datetime, limit: int) -> int:
@@ -84,7 +104,7 @@ def _release_unpaid_batch(now: datetime, limit: int) -> int:
         .cte("never_paid").prefix_with("MATERIALIZED", dialect="postgresql")
     )
     without_payment = (
-        select(Booking.id).where(lapsed_hold_clause(now), ~exists().where(Payment.booking_id == Booking.id))
+        select(Booking.id).where(_lapsed_short_hold(now), ~exists().where(Payment.booking_id == Booking.id))
         .order_by(*order).limit(limit)
         .with_for_update(of=Booking, skip_locked=True)
         .cte("no_payment").prefix_with("MATERIALIZED", dialect="postgresql")
@@ -158,7 +178,7 @@ def _retired_with_an_intent(now: datetime):
 
 
 def _needs_the_provider(now: datetime):
-    lapsed = and_(lapsed_hold_clause(now), or_(Payment.intent_id.is_not(None), Payment.state != PaymentState.NEW))
+    lapsed = and_(_lapsed_short_hold(now), or_(Payment.intent_id.is_not(None), Payment.state != PaymentState.NEW))
     return or_(lapsed, _retired_with_an_intent(now))
 
 
@@ -221,3 +241,99 @@ def _settle_with_the_provider(now: datetime, counts: Counter) -> None:
             current_app.logger.exception("release_expired_holds: payment %s", payment_id)
             outcome = "error"
         counts[outcome] += 1
+
+
+# -- bookings to be paid by a deadline ------------------------------------------------------------
+
+def _not_told():
+    return ~exists().where(AuditEntry.subject == "booking", AuditEntry.subject_id == Booking.id,
+                           AuditEntry.action == deadline.TOLD)
+
+
+def _past_deadline(now: datetime):
+    """Deadline bookings whose deadline has passed unpaid: still held (to cancel), or ended unpaid by another
+    way and not yet told (a booking over the lapsed slot retired it: see services.booking.retire_lapsed_holds)."""
+    ended_untold = and_(Booking.state == BookingState.EXPIRED, Booking.hold_expires_at > now - RETIRED_LOOKBACK,
+                        Booking.hold_expires_at <= now, _not_told())
+    return and_(Booking.pay_mode == "deadline", or_(lapsed_hold_clause(now), ended_untold))
+
+
+def cancel_unpaid_past_deadline(now: datetime, counts: Counter) -> None:
+    """Cancel each deadline booking still unpaid at its deadline, one transaction each; tell the resident.
+
+    The booking becomes CANCELLED ("unpaid at the payment deadline"); an intent is
+    released (checkout.release) after the provider is asked how it stands: money that
+    did arrive (authorised, or captured) is a late payment, which checkout returns in
+    full with a staff case; one still processing is left for the next run. The
+    resident is mailed; for a counter booking staff get a case as well, to follow it up.
+
+    The slot was free again the moment the deadline passed (active_clause), whether or
+    not this ran. Rows are claimed as everywhere: the payment, then the booking, with
+    FOR UPDATE SKIP LOCKED, judged on the rows as they are once locked.
+    """
+    ids = db.session.scalars(select(Booking.id).where(_past_deadline(now))
+                             .order_by(Booking.hold_expires_at, Booking.id)).all()
+    db.session.rollback()
+    for booking_id in ids:
+        try:
+            outcome = _end_unpaid(booking_id, now)
+            if outcome is None:
+                db.session.rollback()  # someone else holds it, or it was paid or ended meanwhile
+                continue
+            db.session.commit()
+        except GatewayError as exc:
+            db.session.rollback()  # left as it is; the next run asks again
+            outcome = "provider_unreachable" if exc.transient else "provider_refused"
+            if not exc.transient:
+                current_app.logger.error("cancel_unpaid_past_deadline: booking %s: the provider refused: %s",
+                                         booking_id, exc.message)
+        except Exception:
+            db.session.rollback()
+            current_app.logger.exception("cancel_unpaid_past_deadline: booking %s", booking_id)
+            outcome = "error"
+        counts[outcome] += 1
+
+
+def _claim_past_deadline(booking_id: int, now: datetime) -> Booking | None:
+    payment_id = db.session.scalar(select(Payment.id).where(Payment.booking_id == booking_id))
+    if payment_id is not None and db.session.scalar(
+            select(Payment.id).where(Payment.id == payment_id).with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)) is None:
+        return None
+    return db.session.scalar(
+        select(Booking).where(Booking.id == booking_id, _past_deadline(now))
+        .with_for_update(of=Booking, skip_locked=True).execution_options(populate_existing=True))
+
+
+def _end_unpaid(booking_id: int, now: datetime) -> str | None:
+    booking = _claim_past_deadline(booking_id, now)
+    if booking is None:
+        return None
+    payment = booking.payment
+    unsettled = payment is not None and payment.state in (PaymentState.NEW, PaymentState.PENDING, PaymentState.FAILED)
+    if unsettled and payment.intent_id:
+        intent = get_gateway().retrieve_intent(payment.intent_id)
+        if intent.status in PAID:
+            return settle(payment, now=now, intent=intent)  # paid too late: returned, resident and staff told
+        if intent.status == "processing":
+            return "waiting"
+    if booking.state == BookingState.HELD:
+        booking.transition(BookingState.CANCELLED, reason=UNPAID_AT_DEADLINE)
+        db.session.flush()  # release reads the booking again under its lock
+        outcome = "deadline_cancelled"
+    else:
+        outcome = "deadline_told"  # ended unpaid another way (retired by a booking over the lapsed slot)
+    if unsettled:
+        release(payment, booking, reason=UNPAID_AT_DEADLINE, state=PaymentState.CANCELLED, now=now)
+    if booking.channel == "counter":
+        open_booking_case(booking, COUNTER_CASE,
+                          f"unpaid at the payment deadline {booking.hold_expires_at:%Y-%m-%d %H:%M} UTC")
+    record("booking", booking.id, deadline.TOLD, reason=UNPAID_AT_DEADLINE)
+    after_commit(deadline.cancelled_mail(booking))
+    if carried := moves.carried_amount(booking):
+        # A move left a difference to pay by the deadline, and it was not paid: the fee the resident had
+        # paid before the move must not stay with the ward for no booking. It all goes back, and staff see it.
+        open_booking_case(booking, MOVED_UNPAID_CASE, f"{carried} yen carried over by a move, refunded in full")
+        db.session.flush()
+        moves.refund_carried(booking, 100, reason="move", actor_id=None, now=now)
+    return outcome

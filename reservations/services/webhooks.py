@@ -3,12 +3,13 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..extensions import db
 from ..models import WebhookEvent
-from ..payments import WebhookEventView, get_gateway
+from ..payments import GatewayError, WebhookEventView, get_gateway
 from ..timeutil import now_utc
+from .attention import open_webhook_case
 from .checkout import lock_payment, payment_for_provider_id, payment_of, settle
 from .disputes import sync_dispute
 from .refunds import sync_provider_refund
@@ -27,6 +28,7 @@ DISPUTE_EVENTS = {
     "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated",
 }
+UNKNOWN = "unknown payment"
 HANDLED = INTENT_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | {"charge.refunded"}
 
 
@@ -37,6 +39,9 @@ def handle_event(event: WebhookEventView) -> str:
     arrive late, twice or out of order: we never trust the event's copy of the
     object and re-fetch it, so order does not matter (disputes excepted where
     the provider cannot be asked: see services.disputes).
+
+    An event we cannot apply (it names no payment of ours, or applying it failed) opens a
+    "webhook_unapplied" case for staff (services.attention.open_webhook_case); it is kept as seen.
     """
     if event.type not in HANDLED:
         return "ignored"
@@ -46,9 +51,25 @@ def handle_event(event: WebhookEventView) -> str:
     except IntegrityError:
         db.session.rollback()
         return "duplicate"
+    try:
+        outcome = _apply(event)
+    except (GatewayError, OperationalError):
+        # The provider could not be asked (the endpoint says: retry later), or refused (logged there);
+        # or the database could not be reached or locked: nothing is kept, and the provider sends it again.
+        raise
+    except Exception as exc:  # a bug or a state we cannot follow: a person looks at it, the provider stops sending
+        db.session.rollback()
+        current_app.logger.exception("webhook %s %s could not be applied", event.id, event.type)
+        return _not_applied(event, f"{type(exc).__name__}: {exc}"[:500])
+    if outcome == UNKNOWN:
+        open_webhook_case(event.id, f"{event.type} {event.object_id}: no payment of ours has this id")
+    return outcome
+
+
+def _apply(event: WebhookEventView) -> str:
     if event.type in INTENT_EVENTS:
         payment = payment_for_provider_id(event.object_id)
-        return settle(payment) if payment else "unknown payment"
+        return settle(payment) if payment else UNKNOWN
     if event.type in DISPUTE_EVENTS:
         return sync_dispute(event.object_id, event_type=event.type, event_copy=event.object)
     if event.type in REFUND_EVENTS:
@@ -56,12 +77,27 @@ def handle_event(event: WebhookEventView) -> str:
     return _sync_refunds(event.object_id)
 
 
+def _not_applied(event: WebhookEventView, error: str) -> str:
+    """After an error while applying `event` (rolled back): keep the event as seen, so that it is not applied
+    half again on a redelivery, and open a case, on the payment's building when the event names one we know."""
+    if db.session.get(WebhookEvent, event.id) is None:  # a commit inside the apply may have stored it already
+        db.session.add(WebhookEvent(id=event.id, type=event.type, payload=event.payload))
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same event, delivered again meanwhile: that delivery reports it
+            db.session.rollback()
+            return "duplicate"
+    payment = payment_for_provider_id(event.object_id)
+    open_webhook_case(event.id, f"{event.type} {event.object_id}: could not be applied ({error})", payment)
+    return "not applied"
+
+
 def _sync_refund(refund_id: str) -> str:
     """One refund changed at the provider (pending → succeeded, → failed, cancelled): follow it."""
     view = get_gateway().retrieve_refund(refund_id)
     payment = payment_of(view.id, view.charge_id)
     if payment is None:
-        return "unknown payment"
+        return UNKNOWN
     return f"refund {sync_provider_refund(view, lock_payment(payment))}"
 
 
@@ -69,7 +105,7 @@ def _sync_refunds(charge_id: str) -> str:
     """charge.refunded: every refund of the charge, including one made in the provider's dashboard."""
     payment = payment_of(charge_id)
     if payment is None:
-        return "unknown payment"
+        return UNKNOWN
     payment = lock_payment(payment)
     outcomes = [sync_provider_refund(view, payment) for view in get_gateway().list_refunds(charge_id)]
     return f"{sum(o != 'unchanged' for o in outcomes)} refunds recorded"

@@ -168,12 +168,3 @@ def type_card(page, number: str) -> None:
     card.get_by_placeholder("exp_year").fill("30")
     card.get_by_placeholder("cvc").fill("123")
     card.get_by_placeholder("postal_code").fill("1040061")
-
-
-def pytest_terminal_summary(terminalreporter):
-    """The accessibility scan's figures (tests/e2e/test_accessibility.py), when it ran."""
-    from tests.e2e.tour import AXE_SUMMARY
-
-    if AXE_SUMMARY.scans:
-        terminalreporter.write_sep("-", "accessibility")
-        terminalreporter.write_line(AXE_SUMMARY.line())

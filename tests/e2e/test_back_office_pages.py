@@ -10,11 +10,11 @@ import pytest
 from axe_playwright_python.base import AXE_SCRIPT
 
 from reservations.extensions import db
-from reservations.models import Role
+from reservations.models import Role, Room
 from tests.e2e import tour
 from tests.e2e.test_accessibility import axe, report
 from tests.e2e.test_reflow import layout_problems
-from tests.helpers import attention_case
+from tests.helpers import attention_case, counter_booking, movable_booking, suspension_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +38,23 @@ def _errors(page):
         page.locator("main form [type=submit]").click()
 
 
+def _first_division(room_id: int) -> int:
+    division_id = db.session.get(Room, room_id).divisions[0].id
+    db.session.rollback()  # nothing left open in the test thread (see `office`)
+    return division_id
+
+
+def _closure_over_a_booking(page, w):
+    """A closure on the day of the office's booking: saved only with a decision on it, so the page asks (422)."""
+    page.goto(f"/staff/rooms/{w['room_id']}/closures")
+    page.check("input[name=kind][value=period]")
+    page.fill("#start_date", "2027-02-10")
+    page.fill("#end_date", "2027-02-10")
+    page.fill("#reason", "設備点検")
+    with page.expect_navigation():
+        page.locator("main form[novalidate] [type=submit]").click()
+
+
 # (name, who, the endpoint it shows, how to get there)
 STEPS = [
     ("back office", "staff", "staff.index", lambda page, w: page.goto("/staff/")),
@@ -48,12 +65,73 @@ STEPS = [
     ("needs attention", "staff", "staff.attention_list", lambda page, w: page.goto("/staff/attention")),
     ("a room's calendar feed", "staff", "staff.room_feed",
      lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/feed")),
+    ("a room's week", "staff", "staff.room_week",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/week?start=2027-02-08")),
+    ("export bookings", "staff", "staff.export",
+     lambda page, w: page.goto(f"/staff/buildings/{w['building_id']}/export")),
+    ("export bookings with errors", "staff", "staff.export",
+     lambda page, w: page.goto(f"/staff/buildings/{w['building_id']}/export?from=2027-03-02&to=2027-03-01&format=csv")),
+    ("resolved cases", "staff", "staff.attention_history", lambda page, w: page.goto("/staff/attention/history")),
+    ("audit trail", "staff", "staff.audit_search", lambda page, w: page.goto("/staff/audit")),
     ("accounts", "admin", "admin.accounts", lambda page, w: page.goto("/admin/accounts")),
     ("new account", "admin", "admin.new_account", lambda page, w: page.goto("/admin/accounts/new")),
     ("new account with errors", "admin", "admin.new_account", lambda page, w: _errors(page)),
     ("an account's role and buildings", "admin", "admin.account",
      lambda page, w: page.goto(f"/admin/accounts/{w['staff_id']}")),
+    ("a building's setup", "staff", "staff.building_setup",
+     lambda page, w: page.goto(f"/staff/buildings/{w['building_id']}/setup")),
+    ("new room", "staff", "staff.room_new",
+     lambda page, w: page.goto(f"/staff/buildings/{w['building_id']}/rooms/new")),
+    ("a room's setup", "staff", "staff.room_setup", lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/setup")),
+    ("how a room's time is let", "staff", "staff.room_letting",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/letting")),
+    ("a room's divisions", "staff", "staff.room_divisions",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/divisions")),
+    ("a division", "staff", "staff.division_edit",
+     lambda page, w: page.goto(f"/staff/divisions/{_first_division(w['room_id'])}")),
+    ("a room's closures", "staff", "staff.room_closures",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/closures")),
+    ("a closure over a booking, decisions asked (errors)", "staff", "staff.room_closures",
+     lambda page, w: _closure_over_a_booking(page, w)),
+    ("a room's booking rules", "staff", "staff.room_rules",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/rules")),
+    ("a room's refund policy", "staff", "staff.room_refunds",
+     lambda page, w: page.goto(f"/staff/rooms/{w['room_id']}/refunds")),
+    ("new building", "admin", "admin.building_new", lambda page, w: page.goto("/admin/buildings/new")),
+    ("move a booking", "staff", "staff.move",
+     lambda page, w: page.goto(f"/staff/bookings/{movable_booking(w['booking_id'])}/move")),
+    ("move a booking with errors", "staff", "staff.move", lambda page, w: _move_errors(page, w)),
+    ("suspended for no-shows", "staff", "staff.suspensions",
+     lambda page, w: (suspension_for(w["booking_id"]), page.goto("/staff/suspensions"))),
+    ("counter: choose a room", "staff", "staff.counter_new", lambda page, w: page.goto("/staff/counter/new")),
+    ("counter: book on someone's behalf", "staff", "staff.counter_new",
+     lambda page, w: page.goto(f"/staff/counter/new?room_id={w['room_id']}&date=2027-02-15&division=MORNING")),
+    ("counter: book with errors", "staff", "staff.counter_new", lambda page, w: _counter_errors(page, w)),
+    ("counter: block time", "staff", "staff.block_new",
+     lambda page, w: page.goto(f"/staff/blocks/new?room_id={w['room_id']}&date=2027-02-15&division=AFTERNOON")),
+    ("counter: a receipt to print", "staff", "staff.counter_receipt",
+     lambda page, w: page.goto(f"/staff/bookings/{counter_booking(w['booking_id'], w['staff_id'], 'cash')}/receipt")),
+    ("counter: a cancellation notice to print", "staff", "staff.cancellation_notice",
+     lambda page, w: page.goto(
+         f"/staff/bookings/{counter_booking(w['booking_id'], w['staff_id'], 'cancelled')}/notice")),
+    ("counter: a payment link to print", "staff", "staff.payment_slip",
+     lambda page, w: page.goto(
+         f"/staff/bookings/{counter_booking(w['booking_id'], w['staff_id'], 'online')}/payment-slip")),
 ]
+
+
+def _counter_errors(page, w):
+    """The counter's booking form sent with nothing filled in: the page says what is missing, with 422."""
+    page.goto(f"/staff/counter/new?room_id={w['room_id']}&date=2027-02-15&division=MORNING")
+    with page.expect_navigation():
+        page.locator("form.counter-form [type=submit]").click()
+
+
+def _move_errors(page, w):
+    """The move form sent with no division chosen: the page says why, with 422."""
+    page.goto(f"/staff/bookings/{movable_booking(w['booking_id'])}/move")
+    with page.expect_navigation():
+        page.locator("main form[method=post] [type=submit]").click()
 
 
 def sign_in_as(visit, app, user_key: str, lang: str) -> None:

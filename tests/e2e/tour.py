@@ -27,8 +27,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from reservations.extensions import db
 from reservations.models import Building, Closure, Division, Letting, Residency, Room, RoomEquipment, User
 from reservations.public.labels import hiragana
-from reservations.services import accounts, checkout
-from reservations.services.rules import is_holiday, is_year_end
+from reservations.services import accounts, checkout, deadline
+from reservations.services.booking import reserve
+from reservations.services.rules import hourly_slot, is_holiday, is_year_end
 from reservations.timeutil import business_date, now_utc
 from tests.e2e.conftest import CSP_LISTENER, TIMEOUT_MS, type_card
 from tests.helpers import DECLINED_CARD, OK_CARD, THREE_D_SECURE_CARD, book, provider_down
@@ -41,7 +42,8 @@ DESKTOP_HEIGHT = 800
 SETTINGS = {
     # Four holds at once, one per state of the payment page: more than a resident may keep.
     "MAX_LIVE_HOLDS": 4,
-    "MAX_ACTIVE_BOOKINGS": 5,
+    # And two bookings to be paid by a deadline, by the signed payment link (services/deadline.py).
+    "MAX_ACTIVE_BOOKINGS": 7,
     # The stylesheet and scripts are cached for the walk instead of asked for again on every page
     # (a few hundred pages per run): the pages are the same, the run shorter.
     "SEND_FILE_MAX_AGE_DEFAULT": 3600,
@@ -94,6 +96,7 @@ class World:
     reset_token: str  # the resident's mailed link to set a new password
     verify_token: str = ""  # the resident's own confirmation link (the signed-in walk starts unconfirmed)
     bookings: dict[str, int] = field(default_factory=dict)
+    pay_links: dict[str, str] = field(default_factory=dict)  # the signed payment links' tokens, by booking
 
 
 def _booking_days() -> tuple[date, date]:
@@ -161,6 +164,13 @@ def build_world(app, localstripe, *, lang: str, bookings: bool = True) -> World:
                 "three_d_secure": book(user, room, ("EVENING",), day=day).id,
                 "unavailable": book(user, room, ("MORNING",), day=other_day).id,
             }
+            # Two bookings to be paid by a deadline (as at the counter), through the signed link: one to pay, one paid.
+            by_link, by_link_paid = (
+                reserve(user, court, hourly_slot(court, day, time(hour), 60), deadline=True) for hour in (10, 12))
+            db.session.commit()
+            assert checkout.pay(by_link_paid.payment, token=localstripe.card_token(OK_CARD))[0] == "confirmed"
+            db.session.commit()
+            world.pay_links = {"to pay": deadline.link_token(by_link), "paid": deadline.link_token(by_link_paid)}
             # The walk starts as a resident who has not confirmed the address yet (the verification page),
             # and confirms it by the mailed link.
             user.email_verified_at = None
@@ -333,6 +343,11 @@ def _unavailable(page, world):
         page.goto(f"/bookings/{world.bookings['unavailable']}/pay")
 
 
+step("payment by the signed link", "bookings.pay_by_link_page", signed_in=True)(
+    goto(lambda w: f"/pay/{w.pay_links['to pay']}"))
+step("payment by the signed link, paid", "bookings.pay_by_link_page", signed_in=True)(
+    goto(lambda w: f"/pay/{w.pay_links['paid']}"))
+step("payment link, invalid (404)", "bookings.pay_by_link_page", status=404)(goto(lambda w: "/pay/not-a-token"))
 step("profile", "account.profile", signed_in=True)(goto(lambda w: "/account/profile"))
 
 
@@ -430,7 +445,10 @@ def walk(visit: Visit, world: World, check: Callable[[str, Page], None], *, sign
 
 
 class AxeSummary:
-    """What the axe scans of this run saw, for the line tests/e2e/conftest.py prints at the end."""
+    """What the axe scans of this run saw, for the line tests/conftest.py prints at the end.
+
+    Under xdist each worker counts its own scans and hands them to the controller, which adds them up
+    (tests/conftest.py: pytest_sessionfinish on a worker, pytest_testnodedown on the controller)."""
 
     def __init__(self):
         self.scans = self.violations = 0
@@ -443,6 +461,19 @@ class AxeSummary:
         self.pages.add((name, signed_in))
         for key, value in zip(self.combinations, (lang, width, backend), strict=True):
             self.combinations[key].add(value)
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers, as an xdist worker sends them to the controller (workeroutput)."""
+        return {"scans": self.scans, "violations": self.violations, "pages": sorted(self.pages),
+                "combinations": {k: sorted(v, key=str) for k, v in self.combinations.items()}}
+
+    def merge(self, figures: dict) -> None:
+        """Add what another process (an xdist worker) counted: `to_dict()` of its summary."""
+        self.scans += figures["scans"]
+        self.violations += figures["violations"]
+        self.pages.update((name, signed_in) for name, signed_in in figures["pages"])
+        for key, values in figures["combinations"].items():
+            self.combinations[key].update(values)
 
     def line(self) -> str:
         signed_in = sum(1 for _, s in self.pages if s)
