@@ -23,14 +23,13 @@ from datetime import date, datetime, time, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..backoffice import in_scope
 from ..extensions import db
 from ..models import Booking, BookingKind, BookingState, Letting, Room, User, record
 from ..timeutil import at_tokyo, business_date, now_utc
 from . import cancellation
-from .booking import _is_lost_race, active_clause, lock_room, overlapping, retire_lapsed_holds
+from .booking import active_clause, lock_room, lost_race_is_slot_taken, overlapping, retire_lapsed_holds
 from .errors import MESSAGES, BookingError
 from .rules import Slot, division_slot
 
@@ -93,7 +92,7 @@ def place_block(staff: User, room: Room, slot: Slot | None = None, *, start_at: 
     if end_at <= now:
         raise BookingError("past")
     span = overlapping(room.id, start_at, end_at)
-    try:
+    with lost_race_is_slot_taken():
         lock_room(room.id)
         retire_lapsed_holds(span, now, reason="retired by a block")
         hits = db.session.scalars(select(Booking).where(span, active_clause(now))
@@ -112,11 +111,6 @@ def place_block(staff: User, room: Room, slot: Slot | None = None, *, start_at: 
         )
         db.session.add(block)
         db.session.flush()
-    except (IntegrityError, DBAPIError) as exc:
-        if not _is_lost_race(exc):
-            raise
-        db.session.rollback()
-        raise BookingError("slot_taken") from exc
     record("booking", block.id, "blocked", actor_id=staff.id, note=note, start=start_at.isoformat(),
            end=end_at.isoformat(), day=business_date(start_at).isoformat(), cancelled=[b.id for b in hits])
     db.session.flush()

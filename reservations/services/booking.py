@@ -4,6 +4,7 @@ Services flush; the caller (a request or a job) commits. The one exception is
 a lost race for a slot: the database aborted the transaction, so place_hold
 rolls it back before raising BookingError("slot_taken").
 """
+from contextlib import contextmanager
 from datetime import datetime
 
 from flask import current_app
@@ -134,6 +135,20 @@ def retire_lapsed_holds(where, now: datetime, *, reason: str) -> list[Booking]:
     return lapsed
 
 
+@contextmanager
+def lost_race_is_slot_taken():
+    """Around a write that puts a booking (a hold, a block, a moved booking) into a room: when the database
+    says another transaction took the slot first (the overlap rule, a deadlock, a serialisation failure),
+    roll back and raise BookingError("slot_taken"), never a 500. Any other database error goes on up."""
+    try:
+        yield
+    except (IntegrityError, DBAPIError) as exc:
+        if not _is_lost_race(exc):
+            raise
+        db.session.rollback()
+        raise BookingError("slot_taken") from exc
+
+
 def _is_lost_race(exc: DBAPIError) -> bool:
     code = getattr(getattr(exc.orig, "diag", None), "sqlstate", None) or getattr(exc.orig, "sqlstate", None)
     return code in _LOST_RACE or SQLITE_OVERLAP_MESSAGE in str(exc.orig)
@@ -184,7 +199,7 @@ def place_hold(
     if expected_price is not None and expected_price != price.total:
         raise BookingError("price_changed", price=price.total)
 
-    try:
+    with lost_race_is_slot_taken():
         lock_user(user.id)  # first the user, then the room: always in this order (see lock_user)
         lock_room(room.id)
         # Judged again under the lock: staff add closures and change opening hours under it
@@ -222,11 +237,6 @@ def place_hold(
         )
         db.session.add(booking)
         db.session.flush()
-    except (IntegrityError, DBAPIError) as exc:
-        if not _is_lost_race(exc):
-            raise
-        db.session.rollback()
-        raise BookingError("slot_taken") from exc
     record("booking", booking.id, "held", actor_id=(actor or user).id, price=price.total, channel=channel,
            pay_mode=hold.pay_mode, until=hold.expires_at.isoformat())
     return booking

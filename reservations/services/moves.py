@@ -30,7 +30,6 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..backoffice import in_scope
 from ..extensions import db
@@ -49,7 +48,7 @@ from ..models import (
 )
 from ..timeutil import business_date, now_utc
 from .availability import day_bounds, room_units
-from .booking import _is_lost_race, active_clause, lock_room, overlapping, retire_lapsed_holds
+from .booking import active_clause, lock_room, lost_race_is_slot_taken, overlapping, retire_lapsed_holds
 from .checkout import lock_payment
 from .counter import COUNTER_METHODS, record_counter_payment
 from .deadline import hold_for
@@ -183,7 +182,7 @@ def move_booking(booking: Booking, room: Room, slot: Slot, *, staff: User, metho
         else:
             hold = hold_for(room, slot.start_at, now, deadline=False)  # confirmed at once by the counter payment
 
-    try:
+    with lost_race_is_slot_taken():
         for room_id in sorted({booking.room_id, room.id}):
             lock_room(room_id)
         retire_lapsed_holds(overlapping(room.id, slot.start_at, slot.end_at), now, reason="retired by a move")
@@ -215,11 +214,6 @@ def move_booking(booking: Booking, room: Room, slot: Slot, *, staff: User, metho
         )
         db.session.add(new)
         db.session.flush()
-    except (IntegrityError, DBAPIError) as exc:
-        if not _is_lost_race(exc):
-            raise
-        db.session.rollback()
-        raise BookingError("slot_taken") from exc
 
     moved = {"before": _where(booking), "after": _where(new), "paid": paid, "carried_over": carried, "due": due,
              "refund": refunded, "method": method if due else None}

@@ -94,7 +94,6 @@ def test_a_resident_signs_up_books_pays_and_gets_the_receipt(page, app, room_id,
     expect(page.locator("#hold-countdown")).to_have_text(re.compile(r"^(10:00|9:[0-5]\d)$"))
     expect(pay_button(page)).to_be_enabled()
     type_card(page, GOOD)
-    page.screenshot(path="/tmp/pay_page.png", full_page=True)
     pay_button(page).click()
 
     page.wait_for_url(f"**/bookings/{booking_id}/receipt")
@@ -105,13 +104,11 @@ def test_a_resident_signs_up_books_pays_and_gets_the_receipt(page, app, room_id,
     expect(page.locator(".receipt-amount")).to_contain_text("¥2,800")
     expect(page.locator(".payer-name")).to_have_text("山田 花子")
     expect(page.get_by_role("button", name="Print this receipt")).to_be_visible()
-    page.screenshot(path="/tmp/receipt.png", full_page=True)
     page.emulate_media(media="print")  # printed, the receipt stands alone
     expect(page.locator("header.site")).to_be_hidden()
     expect(page.get_by_role("button", name="Print this receipt")).to_be_hidden()
     expect(page.get_by_text("Thank you. Your booking is confirmed and paid.")).to_be_hidden()
     expect(page.locator(".receipt-number")).to_be_visible()
-    page.screenshot(path="/tmp/receipt_print.png", full_page=True)
     page.emulate_media(media="screen")
 
     page.get_by_role("link", name=f"Booking {booking_id}").first.click()
