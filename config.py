@@ -250,6 +250,26 @@ class Config:
     # Its English form, shown on English pages beside the Japanese name each receipt keeps.
     ISSUER_NAME_EN = os.environ.get("ISSUER_NAME_EN", "Chuo City Facility Reservations (demo)")
 
+    # Finance (services/ledger.py, reservations/finance/). Account codes are 款-項-目-節 as the ward's
+    # budget writes them; a building's own revenue_account wins over its rooms' kind.
+    REVENUE_ACCOUNTS = {
+        "default": "13-01-02-01",  # 使用料及手数料 / 使用料 / 総務使用料 / 区民施設使用料
+        "gym": "13-01-06-01",  # 教育使用料 / スポーツ施設使用料
+        "court": "13-01-06-01",
+    }
+    ACCOUNT_NAMES = {
+        "13-01-02-01": "使用料及手数料 使用料 総務使用料 区民施設使用料",
+        "13-01-06-01": "使用料及手数料 使用料 教育使用料 スポーツ施設使用料",
+        "02-01-01-12": "総務費 総務管理費 一般管理費 役務費（決済手数料）",
+        "02-01-01-22": "総務費 総務管理費 一般管理費 償還金、利子及割引料（過年度支出）",
+    }
+    FEE_EXPENSE_ACCOUNT = os.environ.get("FEE_EXPENSE_ACCOUNT", "02-01-01-12")  # 役務費
+    PRIOR_YEAR_REFUND_ACCOUNT = os.environ.get("PRIOR_YEAR_REFUND_ACCOUNT", "02-01-01-22")  # 過年度支出
+    # CP932 exports: characters CP932 cannot hold become CP932_SUBSTITUTE (〓, the geta mark), unless
+    # CP932_SUBSTITUTIONS maps them to something better (e.g. "𠮷": "吉"); every replacement is reported.
+    CP932_SUBSTITUTE = "〓"
+    CP932_SUBSTITUTIONS: dict[str, str] = {}
+
     # Payments. The local default is localstripe on loopback (`make run` starts it);
     # production sets real keys and STRIPE_API_BASE="" to talk to Stripe itself.
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)

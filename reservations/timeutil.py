@@ -24,6 +24,11 @@ def business_date(dt: datetime) -> date:
     return local(dt).date()
 
 
+def fiscal_year(day: date) -> int:
+    """Japan's fiscal year starts on 1 April: 31 March 2027 is FY2026."""
+    return day.year if day.month >= 4 else day.year - 1
+
+
 def shift_months(day: date, months: int) -> date:
     """The same day number `months` later (earlier if negative), or that month's last day if it is shorter."""
     year, month = divmod(day.year * 12 + day.month - 1 + months, 12)

@@ -67,16 +67,17 @@ def database_urls(tmp_path_factory):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _append_only_migration():
-    """The migration that makes the audit trail and the ledger append-only (its trigger SQL)."""
-    path = Path(__file__).parent.parent / "migrations" / "versions" / "0007_append_only.py"
-    spec = importlib.util.spec_from_file_location("append_only_migration", path)
+def _migration(filename: str):
+    """A migration module, for its trigger SQL."""
+    path = Path(__file__).parent.parent / "migrations" / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"migration_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-APPEND_ONLY = _append_only_migration()
+# The audit trail and the ledger (0007); closed days and 入金日 records (0011).
+APPEND_ONLY = (_migration("0007_append_only.py"), _migration("0011_finance.py"))
 
 
 def _empty_tables() -> None:
@@ -94,10 +95,12 @@ def _empty_tables() -> None:
         if sequences:  # ids start at 1 again, as they would in a new database
             execute("SELECT " + ", ".join(f"setval('{name}', 1, false)" for name in sequences))
     else:
-        APPEND_ONLY.drop_triggers(execute, "sqlite")
+        for migration in APPEND_ONLY:
+            migration.drop_triggers(execute, "sqlite")
         for table in tables:
             execute(f"DELETE FROM {table}")
-        APPEND_ONLY.create_triggers(execute, "sqlite")
+        for migration in APPEND_ONLY:
+            migration.create_triggers(execute, "sqlite")
     db.session.commit()
 
 

@@ -121,7 +121,7 @@ def test_a_move_down_refunds_the_difference_from_the_card(app, localstripe, paid
     assert refund.state == RefundState.SUCCEEDED and payment.refunded_amount == 800
     assert [r["amount"] for r in refunds_at_provider(localstripe, charge_id(fetch_intent(localstripe,
                                                                                         payment.intent_id)))] == [800]
-    assert ledger() == [("capture", 2800), ("refund", 800)]
+    assert ledger() == [("capture", 2800), ("refund", -800)]
     assert db.session.scalar(select(Receipt).where(Receipt.booking_id == new.id)) is None
 
 
@@ -186,7 +186,7 @@ def test_a_fee_is_not_carried_into_another_fiscal_year(app, room, make_room, res
     [refund] = result.refunds
     assert (refund.amount, refund.reason, refund.state) == (2800, "move", RefundState.SUCCEEDED)
     assert old.payment.refunded_amount == 2800 and new.payment.captured_amount == 2800
-    assert ledger() == [("capture", 2800), ("capture", 2800), ("refund", 2800)]
+    assert ledger() == [("capture", 2800), ("capture", 2800), ("refund", -2800)]
 
 
 def test_staff_move_a_booking_from_its_page(app, client, english, login_as, room, resident, staff):
@@ -238,7 +238,7 @@ def test_cancelling_a_moved_booking_for_the_ward_refunds_the_fee_carried_over_to
     assert new.state == BookingState.CANCELLED
     assert paid.payment.refunded_amount == 2800 and paid.payment.refundable == 0
     assert sorted(r.amount for r in db.session.scalars(select(Refund))) == [800, 2000]
-    assert ledger() == [("capture", 2800), ("refund", 800), ("refund", 2000)]
+    assert ledger() == [("capture", 2800), ("refund", -800), ("refund", -2000)]
 
 
 @pytest.mark.payments
@@ -254,7 +254,7 @@ def test_a_resident_cancelling_a_moved_booking_gets_the_carried_fee_back_by_the_
     db.session.commit()
 
     assert new.state == BookingState.CANCELLED and paid.payment.refundable == 0
-    assert ledger()[-1] == ("refund", 2000)
+    assert ledger()[-1] == ("refund", -2000)
 
 
 @pytest.mark.payments
@@ -272,5 +272,5 @@ def test_a_difference_left_unpaid_at_its_deadline_cancels_the_move_and_refunds_t
 
     assert new.state == BookingState.CANCELLED
     assert paid.payment.refunded_amount == 2800  # the fee paid before the move, all of it
-    assert ledger() == [("capture", 2800), ("refund", 2800)]
+    assert ledger() == [("capture", 2800), ("refund", -2800)]
     assert "moved_difference_unpaid" in db.session.scalars(select(AttentionCase.reason)).all()

@@ -51,7 +51,7 @@ def test_at_the_residents_request_the_policy_refunds_and_cash_is_paid_out_at_the
     assert payment.refunded_amount == 1400
     ledger = db.session.scalars(select(LedgerEntry).where(LedgerEntry.payment_id == payment.id)
                                 .order_by(LedgerEntry.id)).all()
-    assert [(e.kind, e.amount) for e in ledger] == [("capture", 2800), ("refund", 1400)]
+    assert [(e.kind, e.amount) for e in ledger] == [("capture", 2800), ("refund", -1400)]
     assert ledger[1].reference == f"counter-refund-{refund.id}"
     mail = notices(app, "Your booking has been cancelled at your request")
     assert [m["To"] for m in mail] == [reader.email]
@@ -68,7 +68,7 @@ def test_a_ward_reason_refunds_the_whole_fee(app, staff, room, reader, now):
     refund = cancel_by_staff(booking, staff, "closure", "漏水", now=late)
     db.session.commit()
     assert (refund.amount, refund.reason, booking.payment.refundable) == (2800, "ward", 0)
-    assert db.session.scalar(select(LedgerEntry.amount).where(LedgerEntry.kind == "refund")) == 2800
+    assert db.session.scalar(select(LedgerEntry.amount).where(LedgerEntry.kind == "refund")) == -2800
     mail = notices(app, "Your booking has been cancelled by the facility")
     assert [m["To"] for m in mail] == [reader.email]
     assert "¥2,800 is refunded to you in cash at the counter." in mail[0].get_content()

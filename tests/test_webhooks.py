@@ -366,7 +366,7 @@ def test_a_refund_the_provider_reports_pending_is_not_booked_until_it_succeeds(a
     db.session.expire_all()
     assert refund.state == RefundState.SUCCEEDED and payment.refunded_amount == 1000
     [entry] = db.session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "refund")).all()
-    assert (entry.amount, entry.reference) == (1000, refund.provider_refund_id)
+    assert (entry.amount, entry.reference) == (-1000, refund.provider_refund_id)
     again = post_event(client, localstripe, "refund.updated", stale)
     assert again.json["outcome"] == "refund unchanged" and count(LedgerEntry, LedgerEntry.kind == "refund") == 1
 

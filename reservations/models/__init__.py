@@ -14,6 +14,7 @@ from .facility import (
     RoomEquipment,
     RoomKind,
 )
+from .finance import DayClose, LedgerSettlement, Payout, ProviderTransaction, ReconciliationItem, ReconciliationRun
 from .payment import (
     AttentionCase,
     Dispute,
@@ -38,6 +39,12 @@ __all__ = [
     "BookingState",
     "Building",
     "Closure",
+    "DayClose",
+    "LedgerSettlement",
+    "Payout",
+    "ProviderTransaction",
+    "ReconciliationItem",
+    "ReconciliationRun",
     "ClosureKind",
     "Dispute",
     "Division",

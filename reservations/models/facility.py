@@ -52,6 +52,8 @@ class Building(db.Model):
     name_en: Mapped[str] = mapped_column(String(200), default="")
     address: Mapped[str] = mapped_column(String(300), default="")
     website_url: Mapped[str] = mapped_column(String(500), default="")
+    # The revenue account (歳入科目, 款項目節) its fees are booked under; empty: by room kind (config REVENUE_ACCOUNTS).
+    revenue_account: Mapped[str | None] = mapped_column(String(32))
 
     rooms: Mapped[list["Room"]] = relationship(back_populates="building", order_by="Room.id")
 

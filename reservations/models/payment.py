@@ -1,6 +1,6 @@
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -205,26 +205,81 @@ class Dispute(db.Model):
         return self.status in self.CLOSED
 
 
+# Which way each kind of movement goes: the database refuses a row whose sign disagrees.
+LEDGER_SIGNS = {
+    "capture": 1,  # a card capture online, or cash / a terminal payment at the counter
+    "refund": -1,  # a card refund, or cash paid out (or a terminal refund) at the counter
+    "refund_reversal": 1,  # a refund that failed after it had succeeded: the money came back
+    "dispute_withdrawal": -1,  # the provider took the amount for a dispute
+    "dispute_reinstatement": 1,  # and gave it back
+    "fee": -1,  # the provider's fee for a balance transaction: an expense (役務費), never netted
+}
+LEDGER_KIND_CHECK = "kind IN ({})".format(",".join(f"'{k}'" for k in LEDGER_SIGNS))
+LEDGER_SIGN_CHECK = ("(kind IN ('capture','refund_reversal','dispute_reinstatement') AND amount > 0)"
+                     " OR (kind IN ('refund','dispute_withdrawal','fee') AND amount < 0)")
+
+
 class LedgerEntry(db.Model):
-    """Append-only money movements in yen; the kind gives the direction (capture in, refund out)."""
+    """One movement of money in yen, signed (in > 0, out < 0), never changed or removed (migrations 0007, 0011).
+
+    A row carries what finance needs to book and trace it without joining live data that may change:
+    the booking, the payer and the place; the revenue account (歳入科目) it is booked under; 納付日
+    (paid_on, the Tokyo business date of the movement) and the fiscal year it belongs to; the
+    日計表 day it is counted on (business_date: paid_on, or the next open day when that day was
+    already closed, a late movement); the method; and the provider's ids. 入金日 (the payout's arrival)
+    comes later and is a row of its own (LedgerSettlement), so that this one never changes.
+    services/ledger.py writes every row.
+    """
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("kind", "reference", name="uq_ledger_entries_kind_reference"),
-        CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint(
-            "kind IN ('capture','refund','refund_reversal','dispute_withdrawal','dispute_reinstatement')", name="kind"
-        ),
+        UniqueConstraint("fiscal_year", "refund_serial", name="uq_ledger_entries_fiscal_year_refund_serial"),
+        CheckConstraint(LEDGER_KIND_CHECK, name="kind"),
+        CheckConstraint(LEDGER_SIGN_CHECK, name="amount_sign"),
+        CheckConstraint("method IN ('card','cash','terminal')", name="method"),
+        CheckConstraint("(kind = 'refund') = (refund_kind IS NOT NULL)", name="refund_kind"),
+        CheckConstraint("refund_kind IS NULL OR refund_kind IN ('current','prior')", name="refund_kind_value"),
+        CheckConstraint("(kind = 'refund') = (refund_serial IS NOT NULL)", name="refund_serial"),
+        CheckConstraint("business_date >= paid_on", name="business_date"),
+        Index("ix_ledger_entries_business_date", "business_date"),
+        Index("ix_ledger_entries_paid_on", "paid_on"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)  # recorded
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
-    # capture (in), refund (out), refund_reversal (a refund that failed after it succeeded: back in),
-    # dispute_withdrawal (out), dispute_reinstatement (back in)
     kind: Mapped[str] = mapped_column(String(32))
-    amount: Mapped[int]
-    reference: Mapped[str] = mapped_column(String(64))  # the provider id it came from
+    amount: Mapped[int]  # signed: see LEDGER_SIGNS
+    reference: Mapped[str] = mapped_column(String(64))  # the provider id it came from, or cash-<id> and the like
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    payer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    payer_name: Mapped[str] = mapped_column(String(100))  # as it was when the money moved
+    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id"), index=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    account_code: Mapped[str] = mapped_column(String(32))  # 歳入科目 (款項目節), or the expense account of a fee
+    paid_on: Mapped[date]  # 納付日
+    business_date: Mapped[date]  # the 日計表 day it is counted on
+    fiscal_year: Mapped[int]
+    method: Mapped[str] = mapped_column(String(16))  # card (online) | cash | terminal
+    refund_kind: Mapped[str | None] = mapped_column(String(16))  # current: 現年度戻出 | prior: 過年度支出
+    refund_serial: Mapped[int | None]  # 還付 number, consecutive within the fiscal year
+    intent_id: Mapped[str | None] = mapped_column(String(64))
+    charge_id: Mapped[str | None] = mapped_column(String(64))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(64))
+    balance_transaction_id: Mapped[str | None] = mapped_column(String(64))
+
+    payment: Mapped[Payment] = relationship()
+    booking: Mapped[Booking] = relationship()
+
+    @property
+    def late(self) -> bool:
+        """Counted on a later day than it happened, because its own day was already closed."""
+        return self.business_date != self.paid_on
+
+    @property
+    def refund_number(self) -> str | None:
+        return None if self.refund_serial is None else f"R{self.fiscal_year}-{self.refund_serial:06d}"
 
 
 class WebhookEvent(db.Model):

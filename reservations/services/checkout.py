@@ -32,7 +32,6 @@ from ..models import (
     AttentionCase,
     Booking,
     BookingState,
-    LedgerEntry,
     Payment,
     PaymentState,
     ProviderObject,
@@ -40,6 +39,7 @@ from ..models import (
 )
 from ..payments import CardDeclined, GatewayError, IntentView, get_gateway
 from ..timeutil import now_utc
+from . import ledger
 from .attention import open_case
 from .booking import active_clause, lock_room, overlapping, retire_lapsed_holds
 from .deadline import TOLD as DEADLINE_TOLD
@@ -410,8 +410,7 @@ def _record_capture(payment: Payment, intent: IntentView) -> None:
     payment.captured_amount = intent.amount_received
     payment.transition(PaymentState.CAPTURED, reason="captured")
     map_provider_id(intent.charge_id, "charge", payment)
-    db.session.add(LedgerEntry(payment_id=payment.id, kind="capture", amount=intent.amount_received,
-                               reference=intent.charge_id or intent.id))
+    ledger.post(payment, "capture", intent.amount_received, intent.charge_id or intent.id, charge_id=intent.charge_id)
 
 
 def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView, now: datetime) -> str:

@@ -27,7 +27,6 @@ from ..mail import send_mail
 from ..models import (
     Booking,
     BookingState,
-    LedgerEntry,
     Payment,
     PaymentState,
     Receipt,
@@ -39,6 +38,7 @@ from ..models import (
 )
 from ..payments import GatewayError, get_gateway
 from ..timeutil import now_utc
+from . import ledger
 from .booking import confirm, place_hold
 from .checkout import lock_payment, start_checkout
 from .deadline import hold_for
@@ -79,8 +79,7 @@ def record_counter_payment(booking: Booking, method: str, amount: int, *, staff:
         db.session.flush()
     payment.captured_amount = amount
     payment.transition(PaymentState.CAPTURED, reason=f"paid at the counter ({method})", actor_id=staff.id)
-    db.session.add(LedgerEntry(payment_id=payment.id, kind="capture", amount=amount, at=now,
-                               reference=f"{method}-{payment.id}"))
+    ledger.post(payment, "capture", amount, f"{method}-{payment.id}", at=now)
     record("payment", payment.id, "paid at the counter", actor_id=staff.id, method=method, amount=amount,
            slip_number=slip_number, booking_id=booking.id)
     if booking.state in (BookingState.HELD, BookingState.EXPIRED):

@@ -9,8 +9,9 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Dispute, LedgerEntry, record
+from ..models import Dispute, record
 from ..payments import get_gateway
+from . import ledger
 from .attention import open_case
 from .checkout import lock_payment, map_provider_id, payment_of
 
@@ -47,11 +48,9 @@ def sync_dispute(dispute_id: str, *, event_type: str, event_copy: dict) -> str:
     withdrawn = max(dispute.withdrawn_amount, min(withdrawn, payment.captured_amount))
     reinstated = max(dispute.reinstated_amount, min(view.reinstated, withdrawn))
     if withdrawn and not dispute.withdrawn_amount:
-        db.session.add(LedgerEntry(payment_id=payment.id, kind="dispute_withdrawal", amount=withdrawn,
-                                   reference=view.id))
+        ledger.post(payment, "dispute_withdrawal", withdrawn, view.id, charge_id=view.charge_id)
     if reinstated and not dispute.reinstated_amount:
-        db.session.add(LedgerEntry(payment_id=payment.id, kind="dispute_reinstatement", amount=reinstated,
-                                   reference=view.id))
+        ledger.post(payment, "dispute_reinstatement", reinstated, view.id, charge_id=view.charge_id)
     dispute.withdrawn_amount, dispute.reinstated_amount = withdrawn, reinstated
     db.session.flush()
     net = sum(d.withdrawn_amount - d.reinstated_amount

@@ -46,7 +46,7 @@ from ..models import (
     User,
     record,
 )
-from ..timeutil import business_date, now_utc
+from ..timeutil import business_date, fiscal_year, now_utc
 from .availability import day_bounds, room_units
 from .booking import active_clause, lock_room, lost_race_is_slot_taken, overlapping, retire_lapsed_holds
 from .checkout import lock_payment
@@ -54,7 +54,6 @@ from .counter import COUNTER_METHODS, record_counter_payment
 from .deadline import hold_for
 from .errors import BookingError
 from .pricing import quote
-from .receipts import fiscal_year
 from .refunds import refund
 from .rules import Slot, check_bookable, closure_reason, window_closes_at, window_opens_at
 

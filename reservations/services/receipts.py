@@ -1,6 +1,6 @@
 """Receipts (領収書): numbered consecutively within the fiscal year, printable and mailed."""
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from functools import partial
 
 from flask import current_app, render_template
@@ -14,14 +14,9 @@ from ..extensions import db
 from ..links import external_url
 from ..mail import send_mail
 from ..models import Booking, Receipt
-from ..timeutil import business_date, now_utc
+from ..timeutil import business_date, fiscal_year, now_utc
 
 RECEIPT_LOCK_NAMESPACE = 4202
-
-
-def fiscal_year(day: date) -> int:
-    """Japan's fiscal year starts on 1 April: 31 March 2027 is FY2026."""
-    return day.year if day.month >= 4 else day.year - 1
 
 
 RECEIPT_METHODS = {"stripe": "card", "cash": "cash", "terminal": "terminal"}

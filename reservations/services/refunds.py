@@ -22,10 +22,11 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import BookingState, LedgerEntry, Payment, PaymentState, Refund, RefundState, record
+from ..models import BookingState, Payment, PaymentState, Refund, RefundState, record
 from ..models.payment import REFUND_TRANSITIONS
 from ..payments import GatewayError, RefundView, get_gateway
 from ..timeutil import now_utc
+from . import ledger
 from .attention import open_case
 from .checkout import capture_authorised, lock_payment, map_provider_id
 from .errors import BookingError
@@ -96,8 +97,7 @@ def _refund_at_counter(payment: Payment, amount: int, *, reason: str, actor_id: 
     payment.refunded_amount += amount
     db.session.add(item)
     db.session.flush()
-    db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=amount, at=now,
-                               reference=f"counter-refund-{item.id}"))
+    ledger.post(payment, "refund", amount, f"counter-refund-{item.id}", at=now)
     record("payment", payment.id, "refund paid out at the counter", actor_id=actor_id, amount=amount,
            refund_id=item.id, reason=reason, method=payment.provider)
     db.session.flush()
@@ -189,13 +189,13 @@ def apply_provider_state(item: Refund, status: str, *, why: str = "") -> bool:
     payment = item.payment
     item.state = target
     if target == RefundState.SUCCEEDED:
-        db.session.add(LedgerEntry(payment_id=payment.id, kind="refund", amount=item.amount,
-                                   reference=item.provider_refund_id))
+        ledger.post(payment, "refund", item.amount, item.provider_refund_id,
+                    provider_refund_id=item.provider_refund_id)
     elif target in CASES:
         payment.refunded_amount -= item.amount
         if current == RefundState.SUCCEEDED:
-            db.session.add(LedgerEntry(payment_id=payment.id, kind="refund_reversal", amount=item.amount,
-                                       reference=item.provider_refund_id))
+            ledger.post(payment, "refund_reversal", item.amount, item.provider_refund_id,
+                        provider_refund_id=item.provider_refund_id)
         item.last_error = item.last_error or why
         open_case(payment, CASES[target], f"refund #{item.id}, {item.amount} yen: {why or status}", refund=item)
     if target != RefundState.PENDING:
