@@ -262,9 +262,12 @@ class Config:
         "13-01-06-01": "使用料及手数料 使用料 教育使用料 スポーツ施設使用料",
         "02-01-01-12": "総務費 総務管理費 一般管理費 役務費（決済手数料）",
         "02-01-01-22": "総務費 総務管理費 一般管理費 償還金、利子及割引料（過年度支出）",
+        "21-05-04-01": "諸収入 雑入 雑入 過年度収入",
     }
     FEE_EXPENSE_ACCOUNT = os.environ.get("FEE_EXPENSE_ACCOUNT", "02-01-01-12")  # 役務費
     PRIOR_YEAR_REFUND_ACCOUNT = os.environ.get("PRIOR_YEAR_REFUND_ACCOUNT", "02-01-01-22")  # 過年度支出
+    # Money back in after its year closed (a refund reversed, a dispute won, after 31 May): 諸収入 雑入 過年度収入.
+    PRIOR_YEAR_INCOME_ACCOUNT = os.environ.get("PRIOR_YEAR_INCOME_ACCOUNT", "21-05-04-01")
     # CP932 exports: characters CP932 cannot hold become CP932_SUBSTITUTE (〓, the geta mark), unless
     # CP932_SUBSTITUTIONS maps them to something better (e.g. "𠮷": "吉"); every replacement is reported.
     CP932_SUBSTITUTE = "〓"

@@ -50,6 +50,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .jobs import jobs_cli
 
     app.cli.add_command(jobs_cli)
+    from .finance.cli import finance_cli
+
+    app.cli.add_command(finance_cli)
     filters.register(app)
     return app
 

@@ -8,7 +8,10 @@ from .timeutil import local
 
 
 def yen(amount: int | None) -> str:
-    return "—" if amount is None else f"¥{amount:,}"
+    """¥2,800; money out as -¥1,000 (the sign before the mark, as accounting writes it)."""
+    if amount is None:
+        return "—"
+    return f"-¥{-amount:,}" if amount < 0 else f"¥{amount:,}"
 
 
 def tokyo_datetime(dt: datetime, fmt: str = "medium") -> str:

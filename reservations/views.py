@@ -15,6 +15,7 @@ def register(app) -> None:
     from .admin import bp as admin_bp
     from .bookings import bp as bookings_bp
     from .feeds import bp as feeds_bp
+    from .finance import bp as finance_bp
     from .public import bp as public_bp
     from .staff import bp as staff_bp
     from .webhooks import bp as webhooks_bp
@@ -26,6 +27,7 @@ def register(app) -> None:
     app.register_blueprint(staff_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
+    app.register_blueprint(finance_bp)
 
     @app.before_request
     def forms_take_no_json():

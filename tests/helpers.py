@@ -298,3 +298,41 @@ def counter_booking(booking_id: int, staff_id: int, kind: str) -> int:
     made_id = booking.id
     db.session.commit()
     return made_id
+
+
+def ledger_booking(user, room, day: date, *, at: datetime, amount: int = 2800, method: str = "cash",
+                   code: str = "MORNING", slip_number: str | None = None):
+    """A confirmed booking of `room` on `day`, paid `amount` yen by `method` (cash, terminal or card) at `at`,
+    with its one ledger row written by services/ledger.py, as the counter or checkout would. Committed.
+    For finance tests that need money on given dates without going through the provider."""
+    from reservations.models import Payment
+    from reservations.services import ledger
+
+    booking = calendar_booking(user, room, day, code, price=amount)
+    provider = {"card": "stripe"}.get(method, method)
+    payment = Payment(booking=booking, provider=provider, amount=amount, state="captured", captured_amount=amount,
+                      slip_number=slip_number or ("T-1" if provider == "terminal" else None),
+                      intent_id=f"pi_led_{booking.id}_{uuid.uuid4().hex[:8]}" if provider == "stripe" else None)
+    db.session.add(payment)
+    db.session.flush()
+    reference = f"ch_led_{payment.id}" if provider == "stripe" else f"{provider}-{payment.id}"
+    ledger.post(payment, "capture", amount, reference, at=at,
+                charge_id=reference if provider == "stripe" else None)
+    db.session.commit()
+    return booking
+
+
+def ledger_refund(booking, amount: int, *, at: datetime):
+    """A refund of `amount` yen of `booking`'s payment that succeeded at `at`, with its ledger row. Committed."""
+    from reservations.models import Refund
+    from reservations.services import ledger
+
+    payment = booking.payment
+    refund = Refund(payment_id=payment.id, amount=amount, partial=amount < payment.captured_amount,
+                    reason="staff", state="succeeded", created_at=at)
+    payment.refunded_amount += amount
+    db.session.add(refund)
+    db.session.flush()
+    entry = ledger.post(payment, "refund", amount, f"test-refund-{refund.id}", at=at)
+    db.session.commit()
+    return entry

@@ -37,9 +37,9 @@ APPEND_ONLY_TABLES = ("day_closes", "ledger_settlements")
 OLD_APPEND_ONLY = ("ledger_entries",)
 
 SIGNS = {"capture": 1, "refund": -1, "refund_reversal": 1, "dispute_withdrawal": -1,
-         "dispute_reinstatement": 1, "fee": -1}
+         "dispute_reinstatement": 1, "fee": -1, "fee_refund": 1}
 KIND_CHECK = "kind IN ({})".format(",".join(f"'{k}'" for k in SIGNS))
-SIGN_CHECK = ("(kind IN ('capture','refund_reversal','dispute_reinstatement') AND amount > 0)"
+SIGN_CHECK = ("(kind IN ('capture','refund_reversal','dispute_reinstatement','fee_refund') AND amount > 0)"
               " OR (kind IN ('refund','dispute_withdrawal','fee') AND amount < 0)")
 CHECKS = {
     "kind": KIND_CHECK,
@@ -134,13 +134,14 @@ def _fiscal_year(day: date) -> int:
     return day.year if day.month >= 4 else day.year - 1
 
 
-def _accounts() -> tuple[dict, str]:
+def _accounts() -> tuple[dict, str, str]:
     try:
         from flask import current_app
 
-        return current_app.config["REVENUE_ACCOUNTS"], current_app.config["PRIOR_YEAR_REFUND_ACCOUNT"]
+        return current_app.config["REVENUE_ACCOUNTS"], current_app.config["PRIOR_YEAR_REFUND_ACCOUNT"], \
+            current_app.config["PRIOR_YEAR_INCOME_ACCOUNT"]
     except (RuntimeError, KeyError):
-        return {"default": "13-01-02-01"}, "02-01-01-22"
+        return {"default": "13-01-02-01"}, "02-01-01-22", "21-05-04-01"
 
 
 def _as_utc(value) -> datetime:
@@ -151,7 +152,7 @@ def _as_utc(value) -> datetime:
 
 def _filled_rows(conn) -> list[dict]:
     """Every existing ledger row with its new columns, by services/ledger.py's rules."""
-    accounts, prior_account = _accounts()
+    accounts, prior_out, prior_in = _accounts()
     rows = conn.execute(sa.text(
         "SELECT l.id, l.at, l.payment_id, l.kind, l.amount, l.reference, p.booking_id, p.provider, p.intent_id,"
         " b.user_id, u.name, r.building_id, b.room_id, r.kind AS room_kind, bu.revenue_account"
@@ -174,7 +175,7 @@ def _filled_rows(conn) -> list[dict]:
         values = {
             "id": row["id"], "amount": SIGNS[row["kind"]] * abs(row["amount"]), "booking_id": row["booking_id"],
             "payer_id": row["user_id"], "payer_name": row["name"][:100], "building_id": row["building_id"],
-            "room_id": row["room_id"], "account_code": revenue if current else prior_account,
+            "room_id": row["room_id"], "account_code": revenue if current else prior_out if SIGNS[row["kind"]] < 0 else prior_in,
             "paid_on": paid_on, "business_date": paid_on, "fiscal_year": year,
             "method": {"stripe": "card"}.get(row["provider"], row["provider"]), "refund_kind": None,
             "refund_serial": None, "intent_id": row["intent_id"], "charge_id": None, "provider_refund_id": None,
@@ -231,7 +232,6 @@ def _new_tables() -> None:
     sa.Column('created_at', reservations.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('seen_via', sa.String(length=16), nullable=False),
     sa.Column('updated_at', reservations.models.types.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint('fee >= 0', name=op.f('ck_provider_transactions_fee')),
     sa.CheckConstraint('net = amount - fee', name=op.f('ck_provider_transactions_net')),
     sa.ForeignKeyConstraint(['payout_id'], ['payouts.id'], name=op.f('fk_provider_transactions_payout_id_payouts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_provider_transactions'))
@@ -333,14 +333,15 @@ def upgrade():
     else:
         for column, type_, _nullable in NEW_COLUMNS:
             op.add_column('ledger_entries', sa.Column(column, type_, nullable=True))
+        # 0010's checks go first: the rows about to be written have signs and new kinds.
+        op.drop_constraint(op.f('ck_ledger_entries_amount_positive'), 'ledger_entries', type_='check')
+        op.drop_constraint(op.f('ck_ledger_entries_kind'), 'ledger_entries', type_='check')
         for values in filled:
             conn.execute(sa.text("UPDATE ledger_entries SET " + ", ".join(f"{k} = :{k}" for k in values if k != "id")
                                  + " WHERE id = :id"), values)
         for column, type_, nullable in NEW_COLUMNS:
             if not nullable:
                 op.alter_column('ledger_entries', column, existing_type=type_, nullable=False)
-        op.drop_constraint(op.f('ck_ledger_entries_amount_positive'), 'ledger_entries', type_='check')
-        op.drop_constraint(op.f('ck_ledger_entries_kind'), 'ledger_entries', type_='check')
         for check_name, check in CHECKS.items():
             op.create_check_constraint(op.f(f"ck_ledger_entries_{check_name}"), 'ledger_entries', check)
         for column, table in FOREIGN_KEYS:
@@ -372,7 +373,7 @@ def downgrade():
         op.execute("DROP TRIGGER ledger_entries_closed_day")
     for table in ("reconciliation_items", "ledger_settlements"):
         op.drop_table(table)
-    op.execute("DELETE FROM ledger_entries WHERE kind = 'fee'")  # revision 0010 has no fee rows
+    op.execute("DELETE FROM ledger_entries WHERE kind IN ('fee', 'fee_refund')")  # revision 0010 has no fee rows
     for index, _columns in INDEXES:
         if index != "ix_ledger_entries_payment_id":
             op.drop_index(index, table_name='ledger_entries')

@@ -59,12 +59,12 @@ class Payout(db.Model):
 class ProviderTransaction(db.Model):
     """A balance transaction as the provider reported it: by its API, in a signed event, or in a payout report.
 
-    amount is gross and signed (a refund is negative), fee is positive, net = amount − fee.
+    amount is gross and signed (a refund is negative); fee is what Stripe charged (below 0 when it gave a fee
+    back, as for a won dispute); net = amount − fee.
     """
 
     __tablename__ = "provider_transactions"
     __table_args__ = (
-        CheckConstraint("fee >= 0", name="fee"),
         CheckConstraint("net = amount - fee", name="net"),
         Index("ix_provider_transactions_created_at", "created_at"),
     )

@@ -213,9 +213,10 @@ LEDGER_SIGNS = {
     "dispute_withdrawal": -1,  # the provider took the amount for a dispute
     "dispute_reinstatement": 1,  # and gave it back
     "fee": -1,  # the provider's fee for a balance transaction: an expense (役務費), never netted
+    "fee_refund": 1,  # a fee the provider gave back (a dispute won): a negative fee, back to the expense account
 }
 LEDGER_KIND_CHECK = "kind IN ({})".format(",".join(f"'{k}'" for k in LEDGER_SIGNS))
-LEDGER_SIGN_CHECK = ("(kind IN ('capture','refund_reversal','dispute_reinstatement') AND amount > 0)"
+LEDGER_SIGN_CHECK = ("(kind IN ('capture','refund_reversal','dispute_reinstatement','fee_refund') AND amount > 0)"
                      " OR (kind IN ('refund','dispute_withdrawal','fee') AND amount < 0)")
 
 

@@ -22,6 +22,7 @@ Every call that changes something carries an idempotency key built from a UUID s
 and live, or a restored backup, sharing one provider account reuse integer ids.
 """
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import current_app
 
@@ -69,6 +70,8 @@ class IntentView:
     error_code: str = ""
     error_message: str = ""
     metadata: dict = field(default_factory=dict)
+    # The charge's balance transaction once captured, when the charge came with the intent (see stripe_gateway).
+    balance_transaction_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,30 @@ class RefundView:
     charge_id: str | None = None
     refund_key: str | None = None  # our Refund's idempotency key, when we asked for it (from our metadata)
     failure_reason: str = ""
+    balance_transaction_id: str | None = None  # the money going back, in the provider's balance
+
+
+@dataclass(frozen=True)
+class BalanceTransactionView:
+    """One movement of the provider's balance (Stripe's balance transaction), in whole yen.
+
+    `amount` is gross and signed (a refund or a dispute withdrawal is negative), `fee` what the provider
+    kept for it, `net` = amount − fee. `source_id` is what it came from (ch_, re_, du_ ...). `payout_id`
+    is the payout it was listed under, when it was listed by payout. `created` is None only for a copy
+    inside an event that left it out.
+    """
+
+    id: str
+    type: str
+    reporting_category: str
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    source_id: str | None
+    created: datetime | None
+    available_on: datetime | None = None
+    payout_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,8 @@ class DisputeView:
     reason: str
     withdrawn: int
     reinstated: int
+    # Its balance transactions (the withdrawal, the reinstatement), as the dispute object lists them.
+    transactions: tuple[BalanceTransactionView, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,26 @@ Where localstripe differs from Stripe (what the tests cannot see through it):
   decline (a deadline booking keeps its reservation after one, services/checkout.pay) is Stripe-only;
 - its intents have no `amount_received`: read as the full amount once succeeded
   (it captures only in full).
+
+Balance transactions (what reconciliation reads, services/finance/reconcile.py):
+- live, `list_balance_transactions` asks `/v1/balance_transactions` with `created[gte]`/`created[lt]` and,
+  for one payout, `payout=`; localstripe refuses every filter ("Unexpected created"), so when not live the
+  whole list is read and filtered by `created` here, and a payout's list is empty: localstripe makes no
+  automatic payouts and links no transaction to one. (It also routes `/v1/balance/history`, but that path
+  answers 500; the SDK's `/v1/balance_transactions` works.) `list_intents` is read the same way;
+- localstripe's fee is always 0 (Stripe's is about 3.6 % for a Japanese card), so no fee row is ever written
+  in development, and it makes a balance transaction only on a capture and on a refund: disputes, their
+  withdrawals and reinstatements have none there (the tests put them in the dispute events they post);
+- an intent's charge, and so its balance transaction, comes inside the intent from localstripe; live, the
+  capture and the retrieval ask for it (`expand[]=latest_charge`), which localstripe refuses on a capture.
 """
 import json
+from datetime import UTC, datetime
 
 import stripe
 
 from . import (
+    BalanceTransactionView,
     CardDeclined,
     DisputeView,
     GatewayError,
@@ -59,6 +73,23 @@ def _id(value) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return value["id"]
+
+
+def _moment(value) -> datetime | None:
+    """A Unix time as an aware UTC datetime (None when absent or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _within(created, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a Unix time falls in [since, until): the filter localstripe cannot apply itself."""
+    moment = _moment(created)
+    return moment is not None and (since is None or moment >= since) and (until is None or moment < until)
 
 
 def _key(kind: str, uuid: str, action: str) -> str:
@@ -102,6 +133,8 @@ class StripeGateway:
     def _view(pi) -> IntentView:
         error = pi.last_payment_error
         charge = pi.latest_charge
+        # Only an expanded charge (localstripe's always are; live, see _expanded) names its balance transaction.
+        txn = None if charge is None or isinstance(charge, str) else getattr(charge, "balance_transaction", None)
         received = getattr(pi, "amount_received", None)
         if received is None:  # localstripe has no amount_received; it captures only in full
             received = pi.amount if pi.status == "succeeded" else 0
@@ -113,7 +146,12 @@ class StripeGateway:
             error_code=(error["code"] if error and "code" in error else "") or "",
             error_message=(error["message"] if error and "message" in error else "") or "",
             metadata=pi.metadata.to_dict() if pi.metadata else {},
+            balance_transaction_id=_id(txn),
         )
+
+    def _expanded(self) -> dict | None:
+        """Live, ask for the intent's charge with it (its balance transaction); localstripe sends it anyway."""
+        return {"expand": ["latest_charge"]} if self.live_params else None
 
     # -- intents ---------------------------------------------------------------------------
 
@@ -133,7 +171,20 @@ class StripeGateway:
         return self._view(pi)
 
     def retrieve_intent(self, intent_id: str) -> IntentView:
-        return self._view(self._call(self.client.v1.payment_intents.retrieve, intent_id))
+        return self._view(self._call(self.client.v1.payment_intents.retrieve, intent_id, self._expanded()))
+
+    def list_intents(self, created_from: datetime, created_to: datetime) -> list[IntentView]:
+        """The intents created in [created_from, created_to), whoever made them (see the module docstring)."""
+        if self.live_params:
+            params = {"created": {"gte": _timestamp(created_from), "lt": _timestamp(created_to)}, "limit": 100}
+            return [self._view(pi) for pi in self._every(self.client.v1.payment_intents.list, params)]
+        return [self._view(pi) for pi in self._every(self.client.v1.payment_intents.list, {"limit": 100})
+                if _within(pi.created, created_from, created_to)]
+
+    def _every(self, list_call, params: dict) -> list:
+        """Every item of a list, page after page: each page is a request, and any of them may fail."""
+        page = self._call(list_call, params)
+        return self._call(lambda: list(page.auto_paging_iter()))
 
     def confirm_with_token(self, intent_id: str, token: str, *, payment_key: str) -> IntentView:
         """Confirm the intent with a card tokenised by Stripe.js in the resident's browser.
@@ -151,7 +202,7 @@ class StripeGateway:
         return self._view(pi)
 
     def capture(self, intent_id: str, *, payment_key: str) -> IntentView:
-        pi = self._call(self.client.v1.payment_intents.capture, intent_id, None,
+        pi = self._call(self.client.v1.payment_intents.capture, intent_id, self._expanded(),
                         {"idempotency_key": _key("payment", payment_key, "capture")})
         return self._view(pi)
 
@@ -183,7 +234,53 @@ class StripeGateway:
         metadata = re.metadata.to_dict() if re.metadata else {}
         return RefundView(id=re.id, status=re.status, amount=re.amount, charge_id=_id(getattr(re, "charge", None)),
                           refund_key=metadata.get("refund_key") or None,
-                          failure_reason=getattr(re, "failure_reason", None) or "")
+                          failure_reason=getattr(re, "failure_reason", None) or "",
+                          balance_transaction_id=_id(getattr(re, "balance_transaction", None)))
+
+    # -- balance transactions ----------------------------------------------------------------
+
+    def list_balance_transactions(self, created_from: datetime | None = None, created_to: datetime | None = None,
+                                  payout: str | None = None) -> list[BalanceTransactionView]:
+        """The balance transactions created in [created_from, created_to), or those of one payout.
+
+        Live, Stripe filters them; localstripe cannot, and links none to a payout (module docstring).
+        """
+        if self.live_params:
+            params: dict = {"limit": 100}
+            created = {k: _timestamp(v) for k, v in (("gte", created_from), ("lt", created_to)) if v is not None}
+            if created:
+                params["created"] = created
+            if payout:
+                params["payout"] = payout
+            found = self._every(self.client.v1.balance_transactions.list, params)
+        elif payout:
+            return []
+        else:
+            found = [t for t in self._every(self.client.v1.balance_transactions.list, {"limit": 100})
+                     if _within(t.created, created_from, created_to)]
+        return [self._transaction_view(t.to_dict(), payout_id=payout) for t in found]
+
+    @staticmethod
+    def _transaction_view(obj: dict, *, payout_id: str | None = None,
+                          source_id: str | None = None) -> BalanceTransactionView:
+        """A balance transaction object (of the API, or inside a dispute) as ours; TypeError/KeyError if not one.
+
+        A copy inside a dispute may leave out what the dispute says itself: its source is the dispute, and
+        its fee and net follow from the amount.
+        """
+        amount, fee = obj["amount"], obj.get("fee") or 0
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (amount, fee)):
+            raise TypeError("amount")
+        net = obj.get("net", amount - fee)
+        if not isinstance(net, int) or isinstance(net, bool) or not isinstance(obj["id"], str):
+            raise TypeError("net")
+        category = str(obj.get("reporting_category") or "")
+        return BalanceTransactionView(
+            id=obj["id"], type=str(obj.get("type") or category), reporting_category=category,
+            amount=amount, fee=fee, net=net, currency=str(obj.get("currency") or "jpy"),
+            source_id=_id(obj.get("source")) or source_id, created=_moment(obj.get("created")),
+            available_on=_moment(obj.get("available_on")), payout_id=payout_id,
+        )
 
     # -- disputes --------------------------------------------------------------------------
 
@@ -209,10 +306,14 @@ class StripeGateway:
             amount = obj["amount"]
             if not isinstance(amount, int) or isinstance(amount, bool):
                 raise TypeError("amount")
+            transactions = tuple(StripeGateway._transaction_view(t, source_id=obj["id"]) for t in txns
+                                 if isinstance(t, dict) and isinstance(t.get("id"), str)
+                                 and isinstance(t.get("amount"), int))
             return DisputeView(
                 id=obj["id"], charge_id=_id(obj.get("charge")), intent_id=_id(obj.get("payment_intent")),
                 status=str(obj.get("status") or ""), amount=amount, reason=str(obj.get("reason") or ""),
                 withdrawn=-sum(a for a in amounts if a < 0), reinstated=sum(a for a in amounts if a > 0),
+                transactions=transactions,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise GatewayError("not a dispute", code="invalid_dispute") from exc

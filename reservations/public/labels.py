@@ -162,6 +162,15 @@ AUDIT_ACTIONS = {
     ("suspension", "suspended"): _l("Online booking suspended after no-shows"),
     ("suspension", "lifted"): _l("Suspension lifted"),
     ("user", "walk-in recorded"): _l("Walk-in recorded at the counter"),
+    ("day_close", "closed"): _l("Day closed (daily report locked)"),
+    ("finance_export", "exported"): _l("Ledger exported"),
+    ("reconciliation_run", "ran"): _l("Reconciled with Stripe"),
+    ("reconciliation_run", "failed"): _l("Reconciliation could not reach Stripe"),
+    ("reconciliation_run", "payout report imported"): _l("Payout report imported"),
+    ("payment", "charged without booking found"): _l("Charge found at Stripe without a confirmed booking"),
+    ("payment", "charged without booking: confirmed"): _l("Charge without a booking: booking confirmed"),
+    ("payment", "charged without booking: refunded"): _l("Charge without a booking: refunded"),
+    ("payment", "charged without booking: released"): _l("Charge without a booking: authorisation released"),
 }
 # A payment's states, in the words of a payment's history.
 PAYMENT_STATES = {

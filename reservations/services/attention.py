@@ -30,6 +30,12 @@ CASE_LABELS = {
     "closure_kept": _l("A new closure falls on this booking: it was kept, and the resident should be told"),
     "moved_difference_unpaid": _l(
         "Moved, and the difference not paid by the deadline: cancelled, and the fee paid before refunded"),
+    # Reconciliation with Stripe (services/finance/reconcile.py; finance acts on them at /finance/reconcile).
+    "reconciliation_mismatch": _l("Reconciliation: Stripe and the ledger differ in amount"),
+    "reconciliation_only_in_stripe": _l("Reconciliation: money at Stripe that the ledger does not have"),
+    "reconciliation_only_in_ledger": _l("Reconciliation: a ledger row Stripe does not have"),
+    "charged_without_booking": _l(
+        "Charged at Stripe, but the booking was never confirmed: confirm it or refund it (finance)"),
 }
 HISTORY_PAGE_SIZE = 50
 NOTE_MAX = 2000
@@ -142,6 +148,11 @@ def resolved_cases(user: User, *, page: int = 1, per_page: int = HISTORY_PAGE_SI
         .order_by(AttentionCase.resolved_at.desc(), AttentionCase.id.desc())
         .offset((page - 1) * per_page).limit(per_page + 1))))
     return found[:per_page], len(found) > per_page
+
+
+# Cases closed only by what is done about the money, never by a note: a charge that reached Stripe for a
+# booking that was never confirmed is confirmed or refunded (services/finance/reconcile.py, /finance/reconcile).
+SETTLED_BY_ACTION = frozenset({"charged_without_booking"})
 
 
 def resolve(case: AttentionCase, staff: User, note: str) -> bool:

@@ -268,7 +268,7 @@ def _settle_paid(payment: Payment, booking: Booking, intent: IntentView, now: da
         booking.transition(BookingState.CONFIRMED, reason="paid after the hold ran out" if late else "paid")
     if intent.status == "succeeded":
         # Captured already: by us before a crash, or at the provider. Nothing to ask.
-        _record_capture(payment, intent)
+        record_capture(payment, intent, now=now)
         issue_receipt(booking, now=now, amount=payment.amount)
         return "confirmed"
     # The slot is ours: commit that decision, and let go of the room lock, before the
@@ -308,7 +308,7 @@ def _capture(payment_id: int, intent_id: str, key: str, *, now: datetime, postpo
                 else "confirmed"
     payment = _lock_payment_id(payment_id)
     if payment.state == PaymentState.AUTHORIZED:
-        _record_capture(payment, intent)
+        record_capture(payment, intent, now=now)
         issue_receipt(payment.booking, now=now, amount=payment.amount)
     return "confirmed"
 
@@ -366,7 +366,7 @@ def _finish_capture(payment_id: int, intent_id: str, key: str, *, now: datetime)
     if payment.state != PaymentState.AUTHORIZED:
         return "confirmed"  # recorded meanwhile (a webhook)
     if intent.status == "succeeded":  # captured before a crash, or at the provider
-        _record_capture(payment, intent)
+        record_capture(payment, intent, now=now)
         issue_receipt(payment.booking, now=now, amount=payment.amount)
         return "confirmed"
     return _capture_refused(payment, intent)  # the authorisation lapsed or was cancelled: a person decides
@@ -403,14 +403,15 @@ def _claim_capture(now: datetime, older_than: timedelta, tried: set[int]) -> tup
         db.session.rollback()  # settled by someone else meanwhile: theirs to count
 
 
-def _record_capture(payment: Payment, intent: IntentView) -> None:
+def record_capture(payment: Payment, intent: IntentView, *, now: datetime) -> None:
     """The money is ours: what the provider says it received, which a partial capture makes less than the price."""
     if payment.state == PaymentState.CAPTURED:
         return
     payment.captured_amount = intent.amount_received
     payment.transition(PaymentState.CAPTURED, reason="captured")
     map_provider_id(intent.charge_id, "charge", payment)
-    ledger.post(payment, "capture", intent.amount_received, intent.charge_id or intent.id, charge_id=intent.charge_id)
+    ledger.post(payment, "capture", intent.amount_received, intent.charge_id or intent.id, at=now,
+                charge_id=intent.charge_id, balance_transaction_id=intent.balance_transaction_id)
 
 
 def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView, now: datetime) -> str:
@@ -424,7 +425,7 @@ def _return_late_payment(payment: Payment, booking: Booking, intent: IntentView,
     by_deadline = booking.pay_mode == "deadline"
     captured = intent.status != "requires_capture"
     if captured:
-        _record_capture(payment, intent)
+        record_capture(payment, intent, now=now)
     else:
         get_gateway().cancel(intent.id, payment_key=payment.idempotency_key)  # releasing an authorisation is free
         payment.transition(PaymentState.CANCELLED, reason="authorised after the payment deadline; released"

@@ -14,6 +14,7 @@ from ..payments import get_gateway
 from . import ledger
 from .attention import open_case
 from .checkout import lock_payment, map_provider_id, payment_of
+from .finance.reconcile import record_event_transactions
 
 
 def sync_dispute(dispute_id: str, *, event_type: str, event_copy: dict) -> str:
@@ -47,10 +48,14 @@ def sync_dispute(dispute_id: str, *, event_type: str, event_copy: dict) -> str:
         withdrawn = view.amount  # the event says so, even when its copy lists no balance transactions
     withdrawn = max(dispute.withdrawn_amount, min(withdrawn, payment.captured_amount))
     reinstated = max(dispute.reinstated_amount, min(view.reinstated, withdrawn))
+    # Its balance transactions as the event lists them (localstripe has none of its own; reconciliation reads them).
+    record_event_transactions(view.transactions, intent_id=view.intent_id)
     if withdrawn and not dispute.withdrawn_amount:
-        ledger.post(payment, "dispute_withdrawal", withdrawn, view.id, charge_id=view.charge_id)
+        ledger.post(payment, "dispute_withdrawal", withdrawn, view.id, charge_id=view.charge_id,
+                    balance_transaction_id=next((t.id for t in view.transactions if t.amount < 0), None))
     if reinstated and not dispute.reinstated_amount:
-        ledger.post(payment, "dispute_reinstatement", reinstated, view.id, charge_id=view.charge_id)
+        ledger.post(payment, "dispute_reinstatement", reinstated, view.id, charge_id=view.charge_id,
+                    balance_transaction_id=next((t.id for t in view.transactions if t.amount > 0), None))
     dispute.withdrawn_amount, dispute.reinstated_amount = withdrawn, reinstated
     db.session.flush()
     net = sum(d.withdrawn_amount - d.reinstated_amount

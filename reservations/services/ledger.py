@@ -6,7 +6,8 @@ Public-accounting rules (地方自治法; ../DOMAIN terms in the README):
 - A refund (還付) of a fee is 現年度戻出, booked against the fee's own fiscal year and its revenue
   account, until 31 May after that year ends (the 出納整理期間); after that it is 過年度支出, an
   expense of the year it is paid in (PRIOR_YEAR_REFUND_ACCOUNT). Dispute withdrawals and every
-  reversal follow the same dates. Refunds are numbered consecutively within their fiscal year.
+  reversal follow the same dates (money that comes back after that, a refund reversed or a dispute
+  won, is 過年度収入: PRIOR_YEAR_INCOME_ACCOUNT). Refunds are numbered consecutively within their fiscal year.
 - Fees are their own rows (kind fee, the expense account 役務費): revenue is booked gross.
 - A day that finance closed (DayClose) takes no more rows: a movement recorded later is counted on
   the next open day (business_date), which marks it late. The database refuses a row for a closed
@@ -25,6 +26,7 @@ from ..timeutil import business_date, fiscal_year, now_utc
 
 LEDGER_LOCK_NAMESPACE = 4211  # (ns, 0): days being closed; (ns, fiscal year): refund numbers
 METHODS = {"stripe": "card", "cash": "cash", "terminal": "terminal"}
+FEE_KINDS = ("fee", "fee_refund")  # the provider's fee and its return: the expense account, never revenue
 REFUND_KINDS = {"current": "現年度戻出", "prior": "過年度支出"}
 
 
@@ -72,10 +74,12 @@ def next_refund_serial(year: int) -> int:
     return (last or 0) + 1
 
 
-def _first_paid_on(payment: Payment) -> date | None:
-    return db.session.scalar(
-        select(func.min(LedgerEntry.paid_on)).where(LedgerEntry.payment_id == payment.id,
-                                                    LedgerEntry.kind == "capture"))
+def _first_capture(payment: Payment):
+    """The payment's first capture row (its 納付日 and account), which money going back is booked against."""
+    return db.session.execute(
+        select(LedgerEntry.paid_on, LedgerEntry.account_code)
+        .where(LedgerEntry.payment_id == payment.id, LedgerEntry.kind == "capture")
+        .order_by(LedgerEntry.paid_on, LedgerEntry.id).limit(1)).first()
 
 
 def post(payment: Payment, kind: str, amount: int, reference: str, *, at: datetime | None = None,
@@ -88,17 +92,21 @@ def post(payment: Payment, kind: str, amount: int, reference: str, *, at: dateti
     booking = payment.booking
     paid_on = business_date(at)
     lock_days(exclusive=False)
-    if kind in ("capture",):
+    original = None if kind == "capture" else _first_capture(payment)
+    if original is None:
         year, current = fiscal_year(paid_on), True
     else:
-        year, current = booked_year(_first_paid_on(payment) or paid_on, paid_on)
-    if kind == "fee":
+        year, current = booked_year(original.paid_on, paid_on)
+    if kind in FEE_KINDS:
         account = current_app.config["FEE_EXPENSE_ACCOUNT"]
-    elif current:
-        account = revenue_account(booking)
+    elif not current:  # 過年度支出 out; money that comes back after the year closed is 過年度収入 (雑入)
+        account = current_app.config["PRIOR_YEAR_REFUND_ACCOUNT" if LEDGER_SIGNS[kind] < 0 else
+                                     "PRIOR_YEAR_INCOME_ACCOUNT"]
+    elif original is not None:  # 現年度戻出 reduces the revenue the fee was booked as, whatever the setting is now
+        account = original.account_code
     else:
-        account = current_app.config["PRIOR_YEAR_REFUND_ACCOUNT"]
-    if kind == "fee":  # an expense of the year it is charged in
+        account = revenue_account(booking)
+    if kind in FEE_KINDS:  # an expense (or its return) of the year it is charged in
         year = fiscal_year(paid_on)
     entry = LedgerEntry(
         payment_id=payment.id, kind=kind, amount=LEDGER_SIGNS[kind] * amount, reference=reference, at=at,
@@ -119,4 +127,4 @@ def post(payment: Payment, kind: str, amount: int, reference: str, *, at: dateti
 def balance(payment: Payment) -> int:
     """What the ledger holds for a payment: in less out."""
     return db.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0))
-                             .where(LedgerEntry.payment_id == payment.id, LedgerEntry.kind != "fee"))
+                             .where(LedgerEntry.payment_id == payment.id, LedgerEntry.kind.not_in(FEE_KINDS)))

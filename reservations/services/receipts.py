@@ -16,7 +16,10 @@ from ..mail import send_mail
 from ..models import Booking, Receipt
 from ..timeutil import business_date, fiscal_year, now_utc
 
-RECEIPT_LOCK_NAMESPACE = 4202
+# pg_advisory_xact_lock(namespace, fiscal year). Its own namespace: 4201 and 4202 are services/booking.py's
+# room and user locks, 4211 services/ledger.py's. A receipt sharing the user locks' namespace waited on (and
+# could deadlock with) whoever held the lock of user 2026 while FY2026's receipts were issued.
+RECEIPT_LOCK_NAMESPACE = 4203
 
 
 RECEIPT_METHODS = {"stripe": "card", "cash": "cash", "terminal": "terminal"}

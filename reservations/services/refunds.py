@@ -166,12 +166,14 @@ def record_sent(item: Refund, view: RefundView, *, now: datetime | None = None) 
         item.provider_refund_id = view.id
         map_provider_id(view.id, "refund", payment)
         record("payment", payment.id, "refund sent", refund_id=item.id, provider_refund_id=view.id)
-    apply_provider_state(item, view.status, why=view.failure_reason)
+    apply_provider_state(item, view.status, why=view.failure_reason, now=now,
+                         balance_transaction_id=view.balance_transaction_id)
     if item.state == RefundState.PENDING:
         item.next_attempt_at = (now or now_utc()) + timedelta(seconds=_setting("REFUND_POLL_SECONDS"))
 
 
-def apply_provider_state(item: Refund, status: str, *, why: str = "") -> bool:
+def apply_provider_state(item: Refund, status: str, *, why: str = "", now: datetime | None = None,
+                         balance_transaction_id: str | None = None) -> bool:
     """Follow the provider's state for a refund; returns whether anything changed.
 
     Money: succeeded writes the ledger row; failed or cancelled gives the amount
@@ -189,12 +191,12 @@ def apply_provider_state(item: Refund, status: str, *, why: str = "") -> bool:
     payment = item.payment
     item.state = target
     if target == RefundState.SUCCEEDED:
-        ledger.post(payment, "refund", item.amount, item.provider_refund_id,
-                    provider_refund_id=item.provider_refund_id)
+        ledger.post(payment, "refund", item.amount, item.provider_refund_id, at=now,
+                    provider_refund_id=item.provider_refund_id, balance_transaction_id=balance_transaction_id)
     elif target in CASES:
         payment.refunded_amount -= item.amount
         if current == RefundState.SUCCEEDED:
-            ledger.post(payment, "refund_reversal", item.amount, item.provider_refund_id,
+            ledger.post(payment, "refund_reversal", item.amount, item.provider_refund_id, at=now,
                         provider_refund_id=item.provider_refund_id)
         item.last_error = item.last_error or why
         open_case(payment, CASES[target], f"refund #{item.id}, {item.amount} yen: {why or status}", refund=item)
@@ -238,7 +240,8 @@ def sync_provider_refund(view: RefundView, payment: Payment) -> str:
         if item.provider_refund_id is None:
             record_sent(item, view)
         else:
-            apply_provider_state(item, view.status, why=view.failure_reason)
+            apply_provider_state(item, view.status, why=view.failure_reason,
+                                 balance_transaction_id=view.balance_transaction_id)
         return "updated" if (item.state, item.provider_refund_id) != was else "unchanged"
     return "recorded" if _record_external(payment, view) else "unchanged"
 
@@ -260,7 +263,7 @@ def _record_external(payment: Payment, view: RefundView) -> Refund | None:
     map_provider_id(view.id, "refund", payment)
     record("payment", payment.id, "refund recorded from the provider", amount=amount, refund_id=item.id,
            provider_refund_id=view.id)
-    apply_provider_state(item, view.status, why=view.failure_reason)
+    apply_provider_state(item, view.status, why=view.failure_reason, balance_transaction_id=view.balance_transaction_id)
     if item.state == RefundState.PENDING:
         item.next_attempt_at = now_utc() + timedelta(seconds=_setting("REFUND_POLL_SECONDS"))
     return item

@@ -111,7 +111,8 @@ def _attention_page(forms: dict | None = None, status: int = 200):
         forms.setdefault(case.id, resolve_form(case.id, formdata=None))
     return render_template("staff/attention.html", groups=attention.by_building(cases), forms=forms,
                            buildings=buildings, building_id=building_id, case_label=attention.case_label,
-                           refund_state_label=attention.refund_state_label), status
+                           refund_state_label=attention.refund_state_label,
+                           settled_by_action=attention.SETTLED_BY_ACTION), status
 
 
 @bp.get("/attention")
@@ -124,6 +125,10 @@ def attention_list():
 @staff_required
 def resolve(case_id: int):
     case = _in_scope_or_404(AttentionCase, case_id, attention.case_building_id)
+    if case.reason in attention.SETTLED_BY_ACTION:
+        flash(_("This case is closed by confirming the booking or refunding the charge, on the finance "
+                "reconciliation page: a note alone cannot close it."), "error")
+        return redirect(url_for(".attention_list", building=request.args.get("building", type=int))), 303
     form = resolve_form(case_id)
     if not form.validate_on_submit():
         return _attention_page({case_id: form}, 422)

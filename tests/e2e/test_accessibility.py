@@ -28,6 +28,7 @@ NOT_IN_THE_TOUR = {
     "feeds.": "iCal files for calendar programs, no page (tests/test_room_feeds.py)",
     "staff.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "admin.": "the back office: tests/e2e/test_back_office_pages.py checks it",
+    "finance.": "the back office: tests/e2e/test_back_office_pages.py checks it",
 }
 
 

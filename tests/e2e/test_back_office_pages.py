@@ -18,14 +18,15 @@ from tests.helpers import attention_case, counter_booking, movable_booking, susp
 
 pytestmark = pytest.mark.e2e
 
-BACK_OFFICE = ("staff.", "admin.")
+BACK_OFFICE = ("staff.", "admin.", "finance.")
 
 
 @pytest.fixture
 def office(room, resident, make_user):
     case = attention_case(resident, room)
     world = {"staff": make_user("staff@example.com", role=Role.STAFF, name="窓口 職員").get_id(),
-             "admin": make_user("admin@example.com", role=Role.ADMIN, name="管理 者").get_id()}
+             "admin": make_user("admin@example.com", role=Role.ADMIN, name="管理 者").get_id(),
+             "finance": make_user("finance@example.com", role=Role.FINANCE, name="会計 係").get_id()}
     world["staff_id"] = int(world["staff"].split(":")[0])
     world.update(building_id=room.building_id, booking_id=case.booking_id, room_id=room.id)
     db.session.rollback()  # nothing left open in the test thread: on SQLite it would lock out the server
@@ -117,7 +118,138 @@ STEPS = [
     ("counter: a payment link to print", "staff", "staff.payment_slip",
      lambda page, w: page.goto(
          f"/staff/bookings/{counter_booking(w['booking_id'], w['staff_id'], 'online')}/payment-slip")),
+    ("finance", "finance", "finance.index", lambda page, w: page.goto("/finance/")),
+    ("daily close", "finance", "finance.close_sheet",
+     lambda page, w: page.goto(f"/finance/close?date={_ledger_day(w)}")),
+    ("daily close in the closing period (two fiscal years)", "finance", "finance.close_sheet",
+     lambda page, w: page.goto("/finance/close?date=2027-04-10")),
+    ("daily close with errors", "finance", "finance.close_sheet",
+     lambda page, w: page.goto("/finance/close?date=2027-02-30")),
+    ("monthly summary", "finance", "finance.monthly",
+     lambda page, w: page.goto(f"/finance/monthly?month={_ledger_day(w)[:7]}")),
+    ("monthly summary with errors", "finance", "finance.monthly",
+     lambda page, w: page.goto("/finance/monthly?month=2026-13")),
+    ("export the ledger", "finance", "finance.export", lambda page, w: page.goto("/finance/export")),
+    ("export the ledger: rows checked, CP932 replacements listed", "finance", "finance.export",
+     lambda page, w: page.goto(_export_checked(w))),
+    ("export the ledger with errors", "finance", "finance.export_download",
+     lambda page, w: page.goto("/finance/export/download?from=2027-03-02&to=2027-03-01&format=csv")),
+    ("finance dashboard", "finance", "finance.dashboard",
+     lambda page, w: (_dashboard_figures(w), page.goto("/finance/dashboard"))),
+    ("finance dashboard of one building", "finance", "finance.dashboard",
+     lambda page, w: (_dashboard_figures(w),
+                      page.goto(f"/finance/dashboard?month=2027-03&building={w['building_id']}"))),
+    ("finance dashboard with errors", "finance", "finance.dashboard",
+     lambda page, w: page.goto("/finance/dashboard?month=2027-13&fy=abc")),
+    ("reconciliation with Stripe", "finance", "finance.reconcile_page",
+     lambda page, w: (_reconciled(w), page.goto("/finance/reconcile"))),
+    ("reconciliation with errors", "finance", "finance.reconcile_page", lambda page, w: _reconcile_errors(page)),
 ]
+
+
+def _reconciled(w) -> None:
+    """A reconciliation run over 10 January 2027 with a payout (from a payout report, with a fee) and a
+    difference: a card payment Stripe does not have, on the page's list of cases. Made once."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import select
+
+    from reservations.models import Booking, ReconciliationRun
+    from reservations.services.finance.reconcile import import_payout_report, reconcile
+    from tests.helpers import ledger_booking
+
+    if db.session.scalar(select(ReconciliationRun.id).limit(1)) is None:
+        like, at = db.session.get(Booking, w["booking_id"]), datetime(2027, 1, 10, 3, 0, tzinfo=UTC)
+        paid = ledger_booking(like.user, like.room, date(2027, 2, 19), at=at, method="card")
+        ledger_booking(like.user, like.room, date(2027, 2, 19), at=at, amount=3600, method="card", code="AFTERNOON")
+        import_payout_report((
+            "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
+            "automatic_payout_id,automatic_payout_effective_at_utc\r\n"
+            f"txn_tour,2027-01-10 03:00:00,jpy,2800.00,101.00,2699.00,charge,ch_led_{paid.payment.id},po_tour,"
+            "2027-01-12 15:00:00\r\n").encode())
+        reconcile(date(2027, 1, 10), date(2027, 1, 10), fetch=False, trigger="cli")
+        db.session.commit()
+    db.session.rollback()  # nothing left open in the test thread (see `office`)
+
+
+def _reconcile_errors(page):
+    """A period whose last day is before its first: the page says so, with 422."""
+    page.goto("/finance/reconcile")
+    page.fill("#run-first", "2027-03-02")
+    page.fill("#run-last", "2027-03-01")
+    with page.expect_navigation():
+        page.locator("form[action='/finance/reconcile'] [type=submit]").click()
+
+
+def _dashboard_figures(w) -> None:
+    """Money in the dashboard's default period (the last 30 days) in the office's room, paid on 1-4 March 2027
+    slots: cash, card, terminal and card, the last cancelled and refunded; written once, so that every chart
+    of the dashboard is drawn."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from reservations.models import AuditEntry, Booking
+    from reservations.services.rules import division_slot
+    from tests.helpers import ledger_booking, ledger_refund
+
+    like = db.session.get(Booking, w["booking_id"])
+    first = division_slot(like.room, date(2027, 3, 1), ["MORNING"])
+    if db.session.scalar(select(Booking.id).where(Booking.room_id == like.room_id,
+                                                  Booking.start_at == first.start_at)) is None:
+        now = datetime.now(UTC)
+        for n, method in enumerate(("cash", "card", "terminal", "card")):
+            booking = ledger_booking(like.user, like.room, date(2027, 3, 1 + n), at=now - (n + 2) * timedelta(days=1),
+                                     method=method)
+        booking.state = "cancelled"
+        db.session.add(AuditEntry(subject="booking", subject_id=booking.id, action="confirmed->cancelled",
+                                  at=now - timedelta(days=1)))
+        db.session.commit()
+        ledger_refund(booking, 2800, at=now - timedelta(hours=19))
+    db.session.rollback()  # nothing left open in the test thread (see `office`)
+
+
+def _export_checked(w) -> str:
+    """The ledger export checked over November 2026: the rows of `_ledger_day` and one paid by 𠮷田 🏀, a name
+    CP932 cannot hold, so that the page lists its replacements."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import select
+
+    from reservations.models import Booking, User
+    from tests.helpers import ledger_booking
+
+    _ledger_day(w)
+    if db.session.scalar(select(User.id).where(User.email == "astral@example.com")) is None:
+        like = db.session.get(Booking, w["booking_id"])
+        payer = User(email="astral@example.com", name="𠮷田 🏀", residency=like.user.residency, role=Role.RESIDENT)
+        payer.set_password("correct horse")
+        db.session.add(payer)
+        db.session.flush()
+        ledger_booking(payer, like.room, date(2027, 2, 18), at=datetime(2026, 11, 11, 1, 0, tzinfo=UTC),
+                       method="card")
+    db.session.rollback()  # nothing left open in the test thread (see `office`)
+    return "/finance/export?from=2026-11-01&to=2026-11-30"
+
+
+def _ledger_day(w) -> str:
+    """10 November 2026, a past day (so its close form shows) with money on it: a cash and a card payment and a
+    refund, written once through the ledger (tests/helpers.py). For the finance pages."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from reservations.models import Booking, LedgerEntry
+    from tests.helpers import ledger_booking, ledger_refund
+
+    if db.session.scalar(select(LedgerEntry.id).limit(1)) is None:
+        like, at = db.session.get(Booking, w["booking_id"]), datetime(2026, 11, 10, 1, 0, tzinfo=UTC)
+        ledger_booking(like.user, like.room, date(2027, 2, 17), at=at, amount=2800)
+        card = ledger_booking(like.user, like.room, date(2027, 2, 17), at=at, amount=3600, method="card",
+                              code="AFTERNOON")
+        ledger_refund(card, 1000, at=at + timedelta(hours=2))
+    db.session.rollback()  # nothing left open in the test thread (see `office`)
+    return "2026-11-10"
 
 
 def _counter_errors(page, w):
