@@ -198,9 +198,8 @@ def _waiting_on_advisory_lock() -> bool:
     return waiting > 0
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite begins every writer IMMEDIATE: never side by side
 def test_a_close_waits_for_a_row_being_written_and_counts_it(app, backend, room, bookings, finance):
-    if backend != "postgresql":
-        pytest.skip("SQLite begins every writer IMMEDIATE: a close never runs beside a ledger write")
     payment_id = bookings.paid(room, tokyo(2027, 2, 10, 10, 0), 2800).payment.id
     finance_id = finance.id
     db.session.rollback()

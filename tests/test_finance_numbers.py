@@ -131,12 +131,11 @@ def test_counter_payments_taken_at_once_are_receipted_and_ledgered_without_gaps(
     assert Counter(pairs) == {(2026, 2026, date(2027, 3, 31)): half, (2027, 2027, date(2027, 4, 1)): half}
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has one write lock for everything, no advisory locks
 def test_a_receipt_never_waits_on_a_booking_lock(app, backend, make_user, room):
     """The receipt's lock is its own: a transaction holding the lock of user or room 2026 (or 2027) does
     not hold up FY2026's (FY2027's) receipts. Were they one key, a hold being placed by user 2026 (user
     lock, then room lock) and a payment settling in that room (room lock, then the receipt) would deadlock."""
-    if backend != "postgresql":
-        pytest.skip("SQLite has one write lock for everything, and no advisory locks")
     [booking_id] = unpaid_bookings(make_user, room, 1)
     db.session.rollback()
     other = db.engine.connect()
@@ -220,14 +219,13 @@ def test_refunds_written_at_once_across_the_year_boundary_are_gap_free(app, back
     consecutive(found, {2026: 2 * third, 2027: third})
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite's writers are serialised at BEGIN
 def test_a_writer_that_took_a_number_holds_the_year_until_it_commits(app, backend, resident, room):
     """The second writer of a year waits for the first to commit, then takes the number after; it never
     reads the same highest number (which the unique constraint would then refuse: a failed refund).
 
     PostgreSQL only: there the wait is on the year's advisory lock, which pg_locks shows; SQLite's writers
     wait at BEGIN IMMEDIATE for the one write lock (tests/test_sqlite_transactions.py)."""
-    if backend != "postgresql":
-        pytest.skip("SQLite's writers are serialised at BEGIN")
     first, second = (ledger_booking(resident, room, date(2027, 4, 20), code=code, at=NEW_YEAR)
                      for code in ("MORNING", "AFTERNOON"))
     ids = first.payment.id, second.payment.id

@@ -6,7 +6,12 @@ from a payout report built here with Stripe's real column names.
 """
 import csv
 import io
+import json
+import threading
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from flask_babel import force_locale
@@ -603,38 +608,56 @@ def test_a_charge_without_a_booking_whose_slot_was_taken_cannot_be_confirmed(app
 
 # -- the gateway, live: Stripe filters (localstripe cannot; the tests above read it unfiltered) ------------------
 
-class Page:
-    def __init__(self, items):
-        self.items = items
+@contextmanager
+def stripe_answering(lists: dict[str, list[dict]]):
+    """A loopback HTTP server that answers Stripe's list endpoints with `lists` (path -> objects) and records
+    each request's path and query string, so that a live-mode gateway's real SDK calls can be read back:
+    localstripe refuses the `created` and `payout` filters that live mode sends."""
+    asked: list[tuple[str, dict]] = []
 
-    def auto_paging_iter(self):
-        return iter(self.items)
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            url = urlsplit(self.path)
+            asked.append((url.path, dict(parse_qsl(url.query))))
+            body = json.dumps({"object": "list", "url": url.path, "has_more": False,
+                               "data": lists.get(url.path, [])}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
-def test_live_the_gateway_asks_stripe_to_filter_by_day_and_payout(monkeypatch):
-    import stripe
-
+def test_live_the_gateway_asks_stripe_to_filter_by_day_and_payout():
     from reservations.payments.stripe_gateway import StripeGateway
 
-    gateway = StripeGateway("sk_live_x", "pk_live_x", api_base=None, js_url="", webhook_secret="whsec_x",
-                            live_params=True)
-    txn = stripe.BalanceTransaction.construct_from({
-        "id": "txn_1", "amount": 2800, "fee": 101, "net": 2699, "currency": "jpy", "created": 1799500000,
-        "available_on": 1799600000, "source": "ch_1", "type": "charge", "reporting_category": "charge"}, "sk")
-    asked = []
-    monkeypatch.setattr(gateway.client.v1.balance_transactions, "list",
-                        lambda params: (asked.append(params), Page([txn]))[1])
+    txn = {"id": "txn_1", "object": "balance_transaction", "amount": 2800, "fee": 101, "net": 2699,
+           "currency": "jpy", "created": 1799500000, "available_on": 1799600000, "source": "ch_1",
+           "type": "charge", "reporting_category": "charge"}
     start, end = datetime(2027, 1, 11, 15, 0, tzinfo=UTC), datetime(2027, 1, 12, 15, 0, tzinfo=UTC)
+    with stripe_answering({"/v1/balance_transactions": [txn]}) as (base, asked):
+        gateway = StripeGateway("sk_live_x", "pk_live_x", api_base=base, js_url="", webhook_secret="whsec_x",
+                                live_params=True)
+        [view] = gateway.list_balance_transactions(start, end)
+        [of_payout] = gateway.list_balance_transactions(payout="po_1")
+        assert gateway.list_intents(start, end) == []
 
-    [view] = gateway.list_balance_transactions(start, end)
-    [of_payout] = gateway.list_balance_transactions(payout="po_1")
-
-    assert asked == [{"limit": 100, "created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}},
-                     {"limit": 100, "payout": "po_1"}]
+    day = {"created[gte]": str(int(start.timestamp())), "created[lt]": str(int(end.timestamp()))}
+    assert asked == [("/v1/balance_transactions", {"limit": "100", **day}),
+                     ("/v1/balance_transactions", {"limit": "100", "payout": "po_1"}),
+                     ("/v1/payment_intents", {"limit": "100", **day})]
     assert (view.id, view.amount, view.fee, view.net, view.source_id, view.payout_id) == (
         "txn_1", 2800, 101, 2699, "ch_1", None)
     assert view.created == datetime.fromtimestamp(1799500000, UTC) and of_payout.payout_id == "po_1"
-    intents = []
-    monkeypatch.setattr(gateway.client.v1.payment_intents, "list", lambda params: (intents.append(params), Page([]))[1])
-    assert gateway.list_intents(start, end) == []
-    assert intents == [{"created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}, "limit": 100}]
