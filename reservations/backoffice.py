@@ -1,6 +1,6 @@
 """Who may open a back-office page, and which buildings they see.
 
-Every route under /staff/, /admin/ and (next) /finance/ is wrapped in `role_required`;
+Every route under /staff/, /admin/ and /finance/ is wrapped in `role_required`;
 tests/test_authorization.py walks every such rule under every role and scope, so a route
 added without it fails the suite.
 
