@@ -3,6 +3,7 @@
 Commands are the unit of work: the services they call only flush, and each
 command commits once at the end, or rolls back and exits non-zero.
 """
+import json
 import os
 from contextlib import contextmanager
 from datetime import time
@@ -220,6 +221,35 @@ def seed_demo() -> None:
                    f"residency={user.residency:<9} ({state})")
 
 
+lottery = AppGroup("lottery", help="The lottery draw (抽選).")
+
+
+@lottery.command("verify")
+@click.argument("published", type=click.File("rb"))
+def lottery_verify(published) -> None:
+    """Reproduce a published draw (its JSON: manifest, revealed secret, public value, result) from its inputs.
+
+    Exits 0 when the result hash is reproduced exactly, 1 with what differs otherwise. Needs no database."""
+    from .services.lottery.draw import verify
+
+    try:
+        document = json.loads(published.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"not a published draw (JSON): {exc}") from None
+    if not isinstance(document, dict):
+        raise click.ClickException("not a published draw (JSON object)")
+    try:
+        problems = verify(document)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise click.ClickException(f"not a published draw: {exc!r}") from None
+    for problem in problems:
+        click.echo(f"differs: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"reproduced: result hash {document['result_hash']}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(facilities)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(lottery)

@@ -1,0 +1,1 @@
+"""The lottery (抽選): rounds, applications and the draw (draw.py: deterministic and published)."""
