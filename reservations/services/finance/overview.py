@@ -8,7 +8,7 @@ from ...extensions import db
 from ...models import DayClose, ReconciliationRun
 from ...timeutil import business_date, now_utc
 from .close import earliest_open_day_with_rows
-from .reconcile import open_reconciliation_cases
+from .reconcile import open_reconciliation_case_count
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,6 @@ def overview() -> Overview:
         today=today,
         last_closed=db.session.scalar(select(func.max(DayClose.business_date))),
         first_open_with_rows=earliest_open_day_with_rows(today),
-        open_cases=len(open_reconciliation_cases()),
+        open_cases=open_reconciliation_case_count(),
         last_run=db.session.scalar(select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(1)),
     )

@@ -56,6 +56,7 @@ from ...models import (
     User,
     record,
 )
+from ...models.payment import LEDGER_SIGNS
 from ...payments import BalanceTransactionView, GatewayError, IntentView, get_gateway
 from ...timeutil import TOKYO, business_date, local, now_utc
 from .. import checkout, ledger
@@ -82,9 +83,9 @@ KEY_END = ": "
 CHARGE_CATEGORIES = frozenset({"charge", "payment"})
 REFUND_CATEGORIES = frozenset({"refund"})
 SKIPPED_CATEGORIES = frozenset({"payout", "payout_reversal"})  # the payout itself, never a movement of ours
-# Which ledger kinds go which way (the sign of their balance transaction).
-KINDS_IN = ("capture", "refund_reversal", "dispute_reinstatement")
-KINDS_OUT = ("refund", "dispute_withdrawal")
+# Which ledger kinds go which way (the sign of their balance transaction), fees apart: from the ledger's signs.
+KINDS_IN = tuple(k for k, sign in LEDGER_SIGNS.items() if sign > 0 and k not in ledger.FEE_KINDS)
+KINDS_OUT = tuple(k for k, sign in LEDGER_SIGNS.items() if sign < 0 and k not in ledger.FEE_KINDS)
 
 
 class ReconcileError(ValueError):
@@ -585,11 +586,17 @@ def _payment_of_refund(txn: ProviderTransaction) -> Payment | None:
         return None
 
 
+_OPEN_CASES = (AttentionCase.reason.in_(CASE_KINDS), AttentionCase.resolved_at.is_(None))
+
+
 def open_reconciliation_cases() -> list[AttentionCase]:
     """The open cases reconciliation opened, oldest first (finance acts on them on the reconciliation page)."""
-    return list(db.session.scalars(select(AttentionCase).where(
-        AttentionCase.reason.in_(CASE_KINDS), AttentionCase.resolved_at.is_(None))
-        .order_by(AttentionCase.created_at, AttentionCase.id)))
+    return list(db.session.scalars(select(AttentionCase).where(*_OPEN_CASES)
+                                   .order_by(AttentionCase.created_at, AttentionCase.id)))
+
+
+def open_reconciliation_case_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(AttentionCase).where(*_OPEN_CASES))
 
 
 @dataclass(frozen=True)
