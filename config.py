@@ -215,6 +215,20 @@ class Config:
     NO_SHOW_WINDOW_MONTHS = _int("NO_SHOW_WINDOW_MONTHS", 6)
     NO_SHOW_SUSPENSION_MONTHS = _int("NO_SHOW_SUSPENSION_MONTHS", 3)
 
+    # Registered groups (services/groups.py): eligibility, the duplicate-member check, validity and its reminder.
+    GROUP_MIN_MEMBERS = _int("GROUP_MIN_MEMBERS", 5)
+    GROUP_MIN_RESIDENT_PCT = _int("GROUP_MIN_RESIDENT_PCT", 50)  # of the members, living, working or studying here
+    GROUP_MAX_MEMBERSHIPS = _int("GROUP_MAX_MEMBERSHIPS", 3)  # live groups one person may be listed in
+    GROUP_DUPLICATE_MEMBERS = _int("GROUP_DUPLICATE_MEMBERS", 3)  # shared members that hold a new group for review
+    GROUP_VALID_MONTHS = _int("GROUP_VALID_MONTHS", 12)
+    GROUP_REMINDER_DAYS = _int("GROUP_REMINDER_DAYS", 30)  # the renewal reminder, this long before expiry
+    # Lottery tiers (services/lottery/rounds.py): a lower tier draws first. Active groups of the ward's
+    # residents are tier 1; other groups and persons are tier 2.
+    LOTTERY_RESIDENT_GROUP_TIER = 1
+    LOTTERY_OTHER_TIER = 2
+    # Exemptions that need approval: staff decide within this many days (and before the payment deadline).
+    EXEMPTION_DECISION_DAYS = _int("EXEMPTION_DECISION_DAYS", 7)
+
     # Mail: "outbox" writes .eml files (development), "console" prints, "smtp" sends.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(BASE_DIR / "instance" / "outbox"))

@@ -15,6 +15,27 @@ from .facility import (
     RoomKind,
 )
 from .finance import DayClose, LedgerSettlement, Payout, ProviderTransaction, ReconciliationItem, ReconciliationRun
+from .groups import (
+    LIVE_GROUP_STATES,
+    Exemption,
+    ExemptionKind,
+    ExemptionState,
+    Group,
+    GroupCategory,
+    GroupMember,
+    GroupStatus,
+)
+from .lottery import (
+    ROUND_TRANSITIONS,
+    LotteryApplication,
+    LotteryApplicationSlot,
+    LotteryParty,
+    LotteryRound,
+    LotteryRoundRoom,
+    LotteryRule,
+    Outcome,
+    RoundState,
+)
 from .payment import (
     AttentionCase,
     Dispute,
@@ -31,6 +52,23 @@ from .payment import (
 from .user import Residency, Role, Suspension, User
 
 __all__ = [
+    "LIVE_GROUP_STATES",
+    "Exemption",
+    "ExemptionKind",
+    "ExemptionState",
+    "Group",
+    "GroupCategory",
+    "GroupMember",
+    "GroupStatus",
+    "ROUND_TRANSITIONS",
+    "LotteryApplication",
+    "LotteryApplicationSlot",
+    "LotteryParty",
+    "LotteryRound",
+    "LotteryRoundRoom",
+    "LotteryRule",
+    "Outcome",
+    "RoundState",
     "ACTIVE_STATES",
     "AttentionCase",
     "AuditEntry",

@@ -89,11 +89,16 @@ class Booking(db.Model):
     reminders_sent: Mapped[int] = mapped_column(default=0, server_default="0")
     # Staff's internal note (a block's purpose, a counter remark); never shown to the resident.
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Booked for a registered group by one of its members (services/groups.py): the group's fee class applies.
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
 
     user: Mapped[User] = relationship()
     room: Mapped[Room] = relationship()
+    group: Mapped["Group | None"] = relationship()  # noqa: F821 (models/groups.py)
+    # An exemption (減免) applied for on this booking, if any (models/groups.py).
+    exemption: Mapped["Exemption | None"] = relationship(back_populates="booking", uselist=False)  # noqa: F821
 
     @property
     def is_block(self) -> bool:

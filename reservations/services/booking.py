@@ -13,10 +13,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..backoffice import in_scope
 from ..extensions import db
-from ..models import Booking, BookingState, Payment, PaymentState, Room, User, record
-from ..timeutil import now_utc
+from ..models import Booking, BookingState, ExemptionKind, Group, Payment, PaymentState, Room, User, record
+from ..timeutil import business_date, now_utc
 from .deadline import hold_for
 from .errors import BookingError
+from .exemptions import attach, eligible_kinds, is_pending
+from .groups import fee_residency, may_act_for
 from .no_shows import suspension_in_force
 from .pricing import quote
 from .rules import Slot, check_bookable
@@ -164,6 +166,9 @@ def place_hold(
     actor: User | None = None,
     channel: str = "online",
     deadline: bool | None = None,
+    group: Group | None = None,
+    exemption_kind: ExemptionKind | None = None,
+    exemption_note: str = "",
 ) -> Booking:
     """Hold `slot` for `user` at the price the server computes.
 
@@ -186,6 +191,11 @@ def place_hold(
     The booking is held as the room's payment mode says (services/deadline.py): for
     the hold time, or until the payment deadline; `deadline` overrides the room's mode
     (a counter booking paid online by the deadline).
+
+    Booked for a registered `group` (services/groups.py), the user must be one who may act for it, and the
+    group's fee class prices it. An `exemption_kind` (services/exemptions.py) must be one the group (or a
+    person) may use: without approval it reduces the price at once; with approval the booking is held until
+    its payment deadline, not charged, while staff decide, so it is always held by the deadline.
     """
     now = now or now_utc()
     # Only staff of the room's building book on someone's behalf there.
@@ -195,7 +205,13 @@ def place_hold(
     if not at_counter and (suspension := suspension_in_force(user, now)) is not None:
         raise BookingError("suspended", until=suspension.ends_at)
     check_bookable(room, slot, now)
-    price = quote(room, slot, user.residency)
+    if group is not None and not may_act_for(user, group, business_date(now)):
+        raise BookingError("not_group_member")
+    if exemption_kind is not None and exemption_kind not in eligible_kinds(group):
+        raise BookingError("exemption_not_eligible")
+    if exemption_kind is not None and exemption_kind.needs_approval:
+        deadline = True  # held, not charged, while staff decide
+    price = quote(room, slot, fee_residency(group) if group is not None else user.residency)
     if expected_price is not None and expected_price != price.total:
         raise BookingError("price_changed", price=price.total)
 
@@ -213,6 +229,8 @@ def place_hold(
         if room.max_active_per_user and count_active_in_room(user, room.id, now) >= room.max_active_per_user:
             raise BookingError("too_many_in_room")
         hold = hold_for(room, slot.start_at, now, deadline=deadline)
+        if exemption_kind is not None and exemption_kind.needs_approval and hold.pay_mode != "deadline":
+            raise BookingError("exemption_too_late")
         if hold.pay_mode == "now" and count_live_holds(user, now) >= current_app.config["MAX_LIVE_HOLDS"]:
             raise BookingError("too_many_holds")
         taken = db.session.scalar(
@@ -230,7 +248,8 @@ def place_hold(
             pay_mode=hold.pay_mode,
             price=price.total,
             price_detail=price.as_detail(),
-            residency=user.residency,
+            residency=fee_residency(group) if group is not None else user.residency,
+            group_id=group.id if group is not None else None,
             division_codes=",".join(slot.division_codes) or None,
             channel=channel,
             created_at=now,
@@ -238,7 +257,9 @@ def place_hold(
         db.session.add(booking)
         db.session.flush()
     record("booking", booking.id, "held", actor_id=(actor or user).id, price=price.total, channel=channel,
-           pay_mode=hold.pay_mode, until=hold.expires_at.isoformat())
+           pay_mode=hold.pay_mode, until=hold.expires_at.isoformat(), group_id=booking.group_id)
+    if exemption_kind is not None:
+        attach(booking, exemption_kind, actor=actor or user, now=now, note=exemption_note)
     return booking
 
 
@@ -252,6 +273,8 @@ def reserve(user: User, room: Room, slot: Slot, **kwargs) -> Booking:
     """Hold the slot; a free booking (or one where online payment is off) is confirmed at once,
     any other waits for its payment (services.checkout)."""
     booking = place_hold(user, room, slot, **kwargs)
+    if is_pending(booking):
+        return booking  # held, not charged, until staff decide on its exemption
     if booking.price == 0 or not current_app.config["PAYMENTS_ENABLED"]:
         confirm(booking, actor_id=user.id, reason="free" if booking.price == 0 else "no online payment")
     else:

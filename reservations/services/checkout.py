@@ -44,6 +44,7 @@ from .attention import open_case
 from .booking import active_clause, lock_room, overlapping, retire_lapsed_holds
 from .deadline import TOLD as DEADLINE_TOLD
 from .errors import BookingError
+from .exemptions import is_pending
 from .receipts import issue_receipt
 
 PAID = ("requires_capture", "succeeded")
@@ -75,7 +76,11 @@ def _lock_payment_id(payment_id: int) -> Payment:
 
 
 def start_checkout(booking: Booking) -> Payment:
-    """Open a payment for a held booking (nothing is asked of the provider yet)."""
+    """Open a payment for a held booking (nothing is asked of the provider yet).
+
+    Never while its exemption waits for staff: the amount due is not known until they decide."""
+    if is_pending(booking):
+        raise BookingError("exemption_pending")
     payment = Payment(booking_id=booking.id, amount=booking.price)
     db.session.add(payment)
     db.session.flush()

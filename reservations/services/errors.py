@@ -45,6 +45,20 @@ MESSAGES = {
         "An online card payment for this booking is in progress. "
         "Cancel it, or wait for it, before taking money at the counter."
     ),
+    "not_group_member": _l(
+        "You cannot book or apply for that group: it is not active, or you are not one of its members."
+    ),
+    "exemption_not_eligible": _l("That exemption cannot be used for this booking."),
+    "exemption_too_late": _l(
+        "An exemption that needs approval cannot be applied for this close to the day of use. "
+        "Please apply at the facility's counter."
+    ),
+    "exemption_pending": _l(
+        "The exemption for this booking is waiting for staff. Nothing is due until they decide."
+    ),
+    "lottery": _l(
+        "This day is let by lottery: it opens for first-come booking when the lottery's results are released."
+    ),
     "email_unverified": _l("Please confirm your e-mail address before booking. We sent you a link."),
 }
 
