@@ -118,13 +118,15 @@ COPY (
            to_char(e.at AT TIME ZONE 'Asia/Tokyo', 'YYYY-MM-DD HH24:MI:SS'), e.fiscal_year, e.kind, e.refund_kind,
            CASE WHEN e.refund_serial IS NOT NULL THEN 'R' || e.fiscal_year || '-' || lpad(e.refund_serial::text, 6, '0')
                 WHEN r.serial IS NOT NULL THEN r.fiscal_year || '-' || lpad(r.serial::text, 6, '0') END,
-           e.booking_id, e.payer_name, b.name, rm.name, e.account_code, a.name, e.method, e.amount, e.intent_id,
+           e.booking_id, e.payer_name, b.name, rm.name, e.account_code, a.name, e.method, x.full_fee, x.code,
+           x.reduction, e.amount, e.intent_id,
            e.charge_id, e.provider_refund_id, coalesce(e.balance_transaction_id, s.balance_transaction_id),
            s.payout_id, s.arrival_date
     FROM ledger_entries e
     JOIN buildings b ON b.id = e.building_id
     JOIN rooms rm ON rm.id = e.room_id
     LEFT JOIN receipts r ON r.booking_id = e.booking_id AND e.kind = 'capture'
+    LEFT JOIN exemptions x ON x.booking_id = e.booking_id AND e.kind = 'capture' AND x.state = 'applied'
     LEFT JOIN ledger_settlements s ON s.ledger_entry_id = e.id
     LEFT JOIN (VALUES {accounts}) AS a(code, name) ON a.code = e.account_code
     WHERE e.business_date BETWEEN %s AND %s

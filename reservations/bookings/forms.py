@@ -1,10 +1,12 @@
 """Forms of the booking flow: the slot asked for, the reserve button, the card token, the cancel button."""
 from datetime import timedelta
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, SelectMultipleField, StringField, TimeField
+from wtforms import DateField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
 
+from ..account.forms import TOO_LONG, trim
 from ..models import Letting, Room
 from ..public.forms import today
 from ..services import rules
@@ -13,6 +15,7 @@ from ..services.errors import BookingError
 # Dates further away than this are not a slot anyone can book; refusing them
 # early also keeps the datetime arithmetic far from its limits.
 DAYS_BACK, DAYS_AHEAD = 366, 3 * 366
+EXEMPTION_NOTE_MAX = 1000
 
 
 class SlotForm(FlaskForm):
@@ -58,8 +61,29 @@ class SlotForm(FlaskForm):
         return args
 
 
-class ReserveForm(SlotForm):
-    """The "Reserve" button: the slot again, and the price the resident was shown."""
+class ReviewForm(SlotForm):
+    """The slot, and who books it: the resident themselves ("") or one of their groups (its id), with an
+    exemption kind (its id, or "" for none) and a note for staff. The review page reads it from the query
+    string; the reserve form posts it. The choices are set by the view (the groups the resident may act for,
+    the kinds that party may use); what was sent is judged by the booking service, not refused here."""
+
+    book_as = SelectField(_l("Book as"), validate_choice=False, validators=[Optional()])
+    exemption = SelectField(_l("Exemption"), validate_choice=False, validators=[Optional()])
+    exemption_note = TextAreaField(_l("Note for the facility (optional)"), filters=[trim], validators=[
+        Optional(), Length(max=EXEMPTION_NOTE_MAX, message=TOO_LONG)])
+
+    def chosen_id(self, name: str) -> int | None:
+        """The id sent for `name`, or None when nothing (or nothing like an id) was sent."""
+        value = (self[name].data or "").strip()
+        return int(value) if value.isdigit() and len(value) < 12 else None
+
+    def party_args(self) -> dict:
+        """The choices as query-string arguments, to show the review page again as it was."""
+        return {name: self[name].data for name in ("book_as", "exemption") if self[name].data}
+
+
+class ReserveForm(ReviewForm):
+    """The "Reserve" button: the slot and the party again, and the price the resident was shown."""
 
     expected_price = IntegerField(validators=[InputRequired(), NumberRange(min=0)])
     # A POST form: Flask-WTF adds and checks csrf_token.

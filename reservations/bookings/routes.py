@@ -1,27 +1,52 @@
 """The booking flow: review a slot and its price, reserve it, pay for it, see, print and cancel my bookings."""
+from dataclasses import dataclass
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from flask_babel import format_date
+from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
+from wtforms import SelectChoice
 
 from .. import limits
 from ..db_mode import writes
 from ..extensions import db
 from ..filters import tokyo_time, yen
-from ..models import ACTIVE_STATES, Booking, BookingState, Payment, PaymentState, Receipt, RefundState, Room
+from ..models import (
+    ACTIVE_STATES,
+    Booking,
+    BookingState,
+    ExemptionKind,
+    Group,
+    Payment,
+    PaymentState,
+    Receipt,
+    RefundState,
+    Room,
+)
 from ..payments import GatewayError, get_gateway
+from ..public.labels import catalog_lang
 from ..public.routes import room_or_404, row_or_404
-from ..services import audit_trail, cancellation, checkout, deadline, no_shows, pricing, refund_policy, rules
+from ..services import (
+    audit_trail,
+    cancellation,
+    checkout,
+    deadline,
+    exemptions,
+    no_shows,
+    pricing,
+    refund_policy,
+    rules,
+)
 from ..services import booking as booking_service
+from ..services import groups as groups_service
 from ..services.errors import BookingError
 from ..timeutil import business_date, now_utc
 from . import bp
-from .forms import CancelForm, PayForm, ReserveForm, SlotForm
+from .forms import CancelForm, PayForm, ReserveForm, ReviewForm, SlotForm
 
 PAYMENT_STATES = {
     PaymentState.NEW: _l("Waiting for payment"),
@@ -84,11 +109,99 @@ def _day_of(booking: Booking) -> str:
                    _anchor="day")
 
 
+@dataclass
+class Offer:
+    """Who books and what it costs, as the review page shows it and reserve() will charge it."""
+
+    groups: list[Group]  # the groups the resident may book for
+    group: Group | None  # the one chosen, None: as themselves
+    kinds: list[ExemptionKind]  # the exemptions the chosen party may use
+    kind: ExemptionKind | None
+    residency: str  # the fee class: the resident's, or the group's
+    price: pricing.Quote  # the full fee
+    reduction: int  # what the exemption takes off (0 without one)
+    hold: deadline.Hold
+    errors: dict[str, str]  # field name -> message, for a choice that cannot be booked
+
+    @property
+    def pending(self) -> bool:
+        """The exemption waits for staff: nothing is charged until they decide."""
+        return self.kind is not None and self.kind.needs_approval
+
+    @property
+    def due(self) -> int:
+        """What is charged on reserving (with approval: what is due once approved)."""
+        return self.price.total - self.reduction
+
+
+# The booking errors that are about the "book as" and exemption choices: said beside them, the choices kept.
+PARTY_ERRORS = {"not_group_member": "book_as", "exemption_not_eligible": "exemption", "exemption_too_late": "exemption"}
+
+
+def _offer(room: Room, slot: rules.Slot, form: ReviewForm, now) -> Offer:
+    """The party and exemption the form asks for, judged as place_hold will judge them (services/groups.py,
+    services/exemptions.py), and the price that follows. A choice that cannot be booked is left out and said
+    in `errors`."""
+    user = current_user._get_current_object()
+    errors: dict[str, str] = {}
+    groups = groups_service.acting_groups(user, business_date(now))
+    group = None
+    if form.book_as.data:
+        group = next((g for g in groups if g.id == form.chosen_id("book_as")), None)
+        if group is None:
+            errors["book_as"] = BookingError("not_group_member").message
+    kinds = exemptions.eligible_kinds(group)
+    kind = None
+    if form.exemption.data and not errors:
+        kind = next((k for k in kinds if k.id == form.chosen_id("exemption")), None)
+        if kind is None:
+            errors["exemption"] = BookingError("exemption_not_eligible").message
+        elif kind.needs_approval and deadline.hold_for(room, slot.start_at, now, deadline=True).pay_mode != "deadline":
+            errors["exemption"] = BookingError("exemption_too_late").message
+    residency = groups_service.fee_residency(group) if group is not None else user.residency
+    price = pricing.quote(room, slot, residency)
+    reduction = exemptions.reduction_of(kind, price.total) if kind is not None and not errors else 0
+    if errors:
+        kind = None
+    hold = deadline.hold_for(room, slot.start_at, now,
+                             deadline=True if kind is not None and kind.needs_approval else None)
+    # A group's name as registered, marked Japanese on an English page so a screen reader reads it so.
+    form.book_as.choices = [SelectChoice("", _("Myself"))] + [
+        SelectChoice(str(g.id), g.name, render_kw={"lang": "ja"} if catalog_lang(g.name) else {}) for g in groups]
+    form.exemption.choices = [("", _("No exemption"))] + [
+        (str(k.id), f"{k.code} {k.display_name(str(get_locale()))} ({_('%(rate)d%% off', rate=k.rate_pct)})")
+        for k in kinds]
+    return Offer(groups, group, kinds, kind, residency, price, reduction, hold, errors)
+
+
+def _review_page(room: Room, slot: rules.Slot, form: ReviewForm, now, errors: dict | None = None, status: int = 200):
+    offer = _offer(room, slot, form, now)
+    offer.errors.update(errors or {})
+    for name, message in offer.errors.items():
+        if message not in form[name].errors:
+            form[name].errors = [*form[name].errors, message]
+    paid_online = offer.due > 0 and current_app.config["PAYMENTS_ENABLED"]
+    return render_template(
+        "bookings/review.html",
+        room=room,
+        slot=slot,
+        form=form,
+        offer=offer,
+        price=offer.price,
+        paid_online=paid_online,
+        hold_minutes=deadline.hold_minutes(room),
+        pay_by=offer.hold.expires_at if offer.hold.pay_mode == "deadline" else None,
+        decide_by=exemptions.decide_by(offer.hold.expires_at, now) if offer.pending else None,
+        refund_schedule=refund_policy.refund_schedule(room, slot.start_at) if paid_online or offer.pending else [],
+        now=now,
+    ), status
+
+
 @bp.get("/rooms/<int:room_id>/book")
 @login_required
 def review(room_id: int):
     room = room_or_404(room_id)
-    form = SlotForm(request.args, meta={"csrf": False})
+    form = ReviewForm(request.args, meta={"csrf": False})
     now = now_utc()
     try:
         slot = form.build_slot(room)
@@ -96,20 +209,24 @@ def review(room_id: int):
     except BookingError as exc:
         flash(exc.message, "error")
         return redirect(_back_to_room(room_id, form, exc))
-    price = pricing.quote(room, slot, current_user.residency)
-    paid_online = price.total > 0 and current_app.config["PAYMENTS_ENABLED"]
-    hold = deadline.hold_for(room, slot.start_at, now)
-    return render_template(
-        "bookings/review.html",
-        room=room,
-        slot=slot,
-        price=price,
-        paid_online=paid_online,
-        hold_minutes=deadline.hold_minutes(room),
-        pay_by=hold.expires_at if hold.pay_mode == "deadline" else None,
-        refund_schedule=refund_policy.refund_schedule(room, slot.start_at) if paid_online else [],
-        now=now,
-    )
+    return _review_page(room, slot, form, now)
+
+
+def _chosen(form: ReserveForm) -> tuple[Group | None, ExemptionKind | None]:
+    """The group and the exemption kind the form names; one that does not exist is refused as the service
+    refuses one the resident may not use."""
+    group = kind = None
+    if form.book_as.data:
+        group_id = form.chosen_id("book_as")
+        group = db.session.get(Group, group_id) if group_id else None
+        if group is None:
+            raise BookingError("not_group_member")
+    if form.exemption.data:
+        kind_id = form.chosen_id("exemption")
+        kind = db.session.get(ExemptionKind, kind_id) if kind_id else None
+        if kind is None:
+            raise BookingError("exemption_not_eligible")
+    return group, kind
 
 
 @bp.post("/rooms/<int:room_id>/book")
@@ -118,24 +235,37 @@ def review(room_id: int):
 def reserve(room_id: int):
     room = room_or_404(room_id)
     form = ReserveForm()
+    slot = None
     try:
         slot = form.build_slot(room)
         if form.expected_price.errors or form.expected_price.data is None:
             raise BookingError("price_changed")
+        if form.exemption_note.errors:
+            db.session.rollback()
+            return _review_page(room, slot, form, now_utc(), {"exemption_note": form.exemption_note.errors[0]}, 422)
+        group, kind = _chosen(form)
         booking = booking_service.reserve(
-            current_user._get_current_object(), room, slot, expected_price=form.expected_price.data
+            current_user._get_current_object(), room, slot, expected_price=form.expected_price.data,
+            group=group, exemption_kind=kind, exemption_note=(form.exemption_note.data or "") if kind else "",
         )
     except BookingError as exc:
         db.session.rollback()
+        if exc.code in PARTY_ERRORS and slot is not None:
+            # Said beside the choice it is about, on the page as it was sent (the note kept).
+            return _review_page(room, slot, form, now_utc(), {PARTY_ERRORS[exc.code]: exc.message}, 422)
         if exc.code == "suspended":  # for no-shows (services/no_shows.py): say until when
             flash(_("%(message)s You can book online again from %(until)s.", message=exc.message,
                     until=_moment(exc.details["until"])), "error")
         else:
             flash(exc.message, "error")
         if exc.code == "price_changed":
-            return redirect(url_for(".review", room_id=room_id, **form.query_args()))
+            return redirect(url_for(".review", room_id=room_id, **form.query_args(), **form.party_args()))
         return redirect(_back_to_room(room_id, form, exc))
     db.session.commit()
+    if exemptions.is_pending(booking):
+        flash(_("Your booking is reserved and your exemption application is sent to the facility. They decide by "
+                "%(date)s; nothing is charged until then.", date=_moment(booking.exemption.decide_by)), "success")
+        return redirect(url_for(".detail", booking_id=booking.id))
     if booking.state == BookingState.HELD:  # held for its payment
         if booking.pay_mode == "deadline":
             flash(_("Your booking is reserved. Please pay by %(deadline)s: now, or later from My bookings.",
@@ -188,8 +318,11 @@ def _render_pay_page(booking: Booking, payment: Payment, now, urls: dict):
 @login_required
 def pay_page(booking_id: int):
     booking = _own_booking_or_404(booking_id)
-    payment = booking.payment
     now = now_utc()
+    if exemptions.is_pending(booking) and booking.hold_is_live(now):
+        flash(BookingError("exemption_pending").message, "error")
+        return redirect(url_for(".detail", booking_id=booking.id))
+    payment = _payment_once_decided(booking, now)
     if payment is not None and payment.state == PaymentState.CAPTURED and _receipt_of(booking):
         return redirect(url_for(".receipt", booking_id=booking.id))
     if payment is None or not booking.hold_is_live(now):
@@ -202,6 +335,22 @@ def pay_page(booking_id: int):
         if booking.state in (BookingState.HELD, BookingState.EXPIRED):
             flash(exc.message, "error")
         return redirect(url_for(".detail", booking_id=booking.id))
+
+
+def _payment_once_decided(booking: Booking, now) -> Payment | None:
+    """The booking's payment; for a held booking whose exemption staff have decided and that has none yet
+    (services/exemptions.py opens it with the decision), opened now."""
+    if (booking.payment is None and booking.exemption is not None and booking.price > 0
+            and booking.hold_is_live(now) and current_app.config["PAYMENTS_ENABLED"]):
+        checkout.start_checkout(booking)
+        db.session.flush()
+        db.session.refresh(booking)
+    return booking.payment
+
+
+def _exemption_pending():
+    """The JSON answer to paying a booking whose exemption waits for staff: nothing can be charged yet."""
+    return jsonify(status="error", message=BookingError("exemption_pending").message, retry=False, next=None), 409
 
 
 def _payment_error(booking: Booking, message: str, status: int):
@@ -247,6 +396,8 @@ def _outcome(booking: Booking, outcome: str, intent=None, *, done_url: str | Non
 @login_required
 @limits.pay
 def pay(booking_id: int):
+    if exemptions.is_pending(_own_booking_or_404(booking_id)):
+        return _exemption_pending()
     payment = _own_payment_or_404(booking_id)
     return _charge(payment.booking, payment)
 
@@ -280,6 +431,8 @@ def _charge(booking: Booking, payment: Payment, *, done_url: str | None = None):
 @limits.pay
 def pay_complete(booking_id: int):
     """After the 3-D Secure challenge: the provider's intent says how it went."""
+    if exemptions.is_pending(_own_booking_or_404(booking_id)):
+        return _exemption_pending()
     payment = _own_payment_or_404(booking_id)
     return _complete(payment.booking, payment)
 
@@ -326,6 +479,8 @@ def pay_by_link_page(token: str):
         return render_template("bookings/paid_by_link.html", booking=booking, receipt=_receipt_of(booking))
     if not booking.hold_is_live(now):
         return _link_not_found()
+    if exemptions.is_pending(booking):
+        return render_template("error.html", message=BookingError("exemption_pending").message), 409
     payment = _payment_of_link(booking)
     if payment is None or payment.state == PaymentState.CAPTURED:
         return _link_not_found()
@@ -339,6 +494,8 @@ def pay_by_link_page(token: str):
 @limits.pay
 def pay_by_link(token: str):
     booking = deadline.booking_of_link(token)
+    if booking is not None and exemptions.is_pending(booking):
+        return _exemption_pending()
     if booking is None or booking.payment is None:
         return _link_not_found()
     return _charge(booking, booking.payment, done_url=url_for(".pay_by_link_page", token=token))
@@ -374,7 +531,8 @@ def mine():
     bookings = db.session.scalars(
         select(Booking)
         .where(Booking.user_id == current_user.id, Booking.kind == "booking")  # not staff's blocks
-        .options(joinedload(Booking.room).joinedload(Room.building), selectinload(Booking.payment))
+        .options(joinedload(Booking.room).joinedload(Room.building), selectinload(Booking.payment),
+                 selectinload(Booking.exemption), selectinload(Booking.group))
         .order_by(Booking.start_at, Booking.id)
     ).all()
     now = now_utc()
@@ -382,6 +540,15 @@ def mine():
     others = [b for b in reversed(bookings) if b not in upcoming]
     return render_template("bookings/mine.html", upcoming=upcoming, others=others, now=now,
                            suspension=no_shows.suspension_in_force(current_user, now))
+
+
+def _payable(booking: Booking, now) -> bool:
+    """The booking page offers "Pay now": a live hold with its payment (or, once its exemption is decided, one
+    the pay page opens), never while the exemption waits for staff."""
+    if not booking.hold_is_live(now) or exemptions.is_pending(booking):
+        return False
+    return booking.payment is not None or (booking.exemption is not None and booking.price > 0
+                                           and current_app.config["PAYMENTS_ENABLED"])
 
 
 @bp.get("/bookings/<int:booking_id>")
@@ -396,7 +563,8 @@ def detail(booking_id: int):
         booking=booking,
         payment=payment,
         receipt=_receipt_of(booking),
-        hold_live=payment is not None and booking.hold_is_live(now),
+        hold_live=_payable(booking, now),
+        exemption_pending=exemptions.is_pending(booking) and booking.hold_is_live(now),
         cancellable=booking.state in ACTIVE_STATES and now < booking.start_at,
         refund_now=refund_policy.refund_if_cancelled(booking, now, schedule),
         refund_schedule=schedule,

@@ -73,7 +73,8 @@ def _close_page(day: date, close_form: CloseForm, *, error: str | None = None, s
         "finance/close.html", day=day, sheet=sheet, form=DayForm(formdata=None, date=day), close_form=close_form,
         error=error, future=day > now, blocker=blocker, today=now,
         prev_day=max(day - timedelta(days=1), EARLIEST), next_day=min(day + timedelta(days=1), LATEST),
-        method_label=METHOD_LABELS, period_label=PERIOD_LABELS, kind_label=KIND_LABELS), status
+        method_label=METHOD_LABELS, period_label=PERIOD_LABELS, kind_label=KIND_LABELS,
+        exemption_kinds=closing.exemption_kinds(r.code for s in sheet.sheets for r in s.reductions)), status
 
 
 @bp.get("/close")

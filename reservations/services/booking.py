@@ -19,6 +19,7 @@ from .deadline import hold_for
 from .errors import BookingError
 from .exemptions import attach, eligible_kinds, is_pending
 from .groups import fee_residency, may_act_for
+from .ledger import lock_days
 from .no_shows import suspension_in_force
 from .pricing import quote
 from .rules import Slot, check_bookable
@@ -266,6 +267,10 @@ def place_hold(
 def confirm(booking: Booking, *, actor_id: int | None = None, reason: str = "") -> None:
     if booking.state == BookingState.CONFIRMED:
         return
+    if booking.price == 0 and booking.exemption is not None:
+        # The 日計表 counts a full exemption on the day it is confirmed: a close waits for this write, as for
+        # a ledger row's, so it never misses one committed after its count (services/finance/close.py).
+        lock_days(exclusive=False)
     booking.transition(BookingState.CONFIRMED, actor_id=actor_id, reason=reason)
 
 

@@ -14,16 +14,22 @@ withdrawals, and on the expense account 役務費 the processor's fees), and the
 - A late row (its 納付日 was already closed, so it counts on the next open day) is in the totals of the
   day it counts on, and is listed again apart with its 納付日.
 
+Reductions (減免) are counted apart, never as money: for the day, the exemptions in force (applied) on
+the bookings paid that day (a capture ledger row counted on it, business_date) and on the bookings
+exempted in full (nothing due, so no payment and no ledger row) confirmed that day (the audit entry of
+their confirmation, in Tokyo; confirmed after the day was closed, the next day), by fiscal year and
+exemption code: how many, their full fees, the reductions and what was paid. No ledger figure changes.
+
 Closing a day takes the ledger's days lock alone (services/ledger.lock_days), so it never misses a row
-being written, and stores the sheet as printed (DayClose.totals). Afterwards the database refuses a
-ledger row for that day (migration 0011) and services/ledger.post counts a later movement on the next
-open day, marked late. A close is never undone.
+being written, and stores the sheet as printed (DayClose.totals, the reductions with each sheet).
+Afterwards the database refuses a ledger row for that day (migration 0011) and services/ledger.post counts
+a later movement on the next open day, marked late. A close is never undone.
 """
 from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from flask import current_app
 from flask_babel import format_date
@@ -31,8 +37,20 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, case, exists, func, select
 
 from ...extensions import db
-from ...models import Building, DayClose, LedgerEntry, Room, User, record
-from ...timeutil import business_date, fiscal_year, now_utc
+from ...models import (
+    AuditEntry,
+    BookingState,
+    Building,
+    DayClose,
+    Exemption,
+    ExemptionKind,
+    ExemptionState,
+    LedgerEntry,
+    Room,
+    User,
+    record,
+)
+from ...timeutil import at_tokyo, business_date, fiscal_year, now_utc
 from ..exports import EARLIEST, LATEST
 from ..ledger import METHODS, lock_days
 
@@ -139,6 +157,97 @@ def _period(year: int, years: list[int]) -> str:
     return OLD if year < years[-1] else NEW
 
 
+# -- reductions (減免), counted apart --------------------------------------------------------------
+
+REDUCTIONS = "reductions"  # the key of a sheet's reductions in DayClose.totals
+CONFIRMED_ACTIONS = tuple(f"{state}->{BookingState.CONFIRMED}" for state in (BookingState.HELD, BookingState.EXPIRED))
+
+
+@dataclass
+class Reduction:
+    """The exemptions of one code counted on a day: how many bookings, their full fees (使用料), the
+    reductions (減免額) and what was paid (full fee − reduction, as the ledger received it). Of the count,
+    `free` were exempted in full: no payment and no ledger row. Not money of the ledger: a fee not charged."""
+
+    fiscal_year: int
+    code: str
+    count: int = 0
+    full_fee: int = 0
+    reduction: int = 0
+    paid: int = 0
+    free: int = 0
+
+    def add(self, other: Reduction) -> Reduction:
+        for name in ("count", "full_fee", "reduction", "paid", "free"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "count": self.count, "full_fee": self.full_fee, "reduction": self.reduction,
+                "paid": self.paid, "free": self.free}
+
+
+def _paid_reductions(day: date) -> list[Reduction]:
+    """The exemptions in force on the bookings whose payment is counted on `day` (their capture rows'
+    business_date), by the capture's fiscal year and the exemption's code; one query."""
+    e, x = LedgerEntry, Exemption
+    captures = (select(e.booking_id, e.fiscal_year, func.sum(e.amount).label("paid"))
+                .where(e.business_date == day, e.kind == "capture")
+                .group_by(e.booking_id, e.fiscal_year).subquery())
+    statement = (select(captures.c.fiscal_year, x.code, func.count(), func.sum(x.full_fee), func.sum(x.reduction),
+                        func.sum(captures.c.paid))
+                 .join(x, x.booking_id == captures.c.booking_id)
+                 .where(x.state == ExemptionState.APPLIED)
+                 .group_by(captures.c.fiscal_year, x.code))
+    return [Reduction(int(fy), code, int(n), int(full), int(cut), int(paid))
+            for fy, code, n, full, cut, paid in db.session.execute(statement)]
+
+
+def _free_reductions(day: date) -> list[Reduction]:
+    """The bookings exempted in full (nothing due: no payment, no ledger row) confirmed on `day` in Tokyo,
+    read from the audit entry of their confirmation. One confirmed after its day was closed counts on the
+    next day, as a ledger row would (a day can only be closed from its own day on, so never further)."""
+    x, a = Exemption, AuditEntry
+    start = at_tokyo(day - timedelta(days=1), time(0))
+    end = at_tokyo(day + timedelta(days=1), time(0))
+    confirmed = db.session.execute(
+        select(x.code, x.full_fee, x.reduction, a.at)
+        .join(a, and_(a.subject == "booking", a.subject_id == x.booking_id))
+        .where(x.state == ExemptionState.APPLIED, x.reduction == x.full_fee,
+               a.action.in_(CONFIRMED_ACTIONS), a.at >= start, a.at < end)).all()
+    if not confirmed:
+        return []
+    closed_at: dict[date, datetime] = dict(db.session.execute(
+        select(DayClose.business_date, DayClose.closed_at)
+        .where(DayClose.business_date.between(day - timedelta(days=1), day))).all())
+    found: dict[str, Reduction] = {}
+    for code, full_fee, reduction, at in confirmed:
+        on = business_date(at)
+        if on in closed_at and closed_at[on] <= at:
+            on += timedelta(days=1)
+        if on == day:
+            found.setdefault(code, Reduction(fiscal_year(day), code)).add(
+                Reduction(fiscal_year(day), code, 1, full_fee, reduction, 0, 1))
+    return list(found.values())
+
+
+def day_reductions(day: date) -> list[Reduction]:
+    """The day's reductions (減免), by fiscal year and code: paid bookings by the day their payment is counted,
+    bookings exempted in full by the day they were confirmed. Apart from the money: no ledger figure has them."""
+    merged: dict[tuple[int, str], Reduction] = {}
+    for r in _paid_reductions(day) + _free_reductions(day):
+        merged.setdefault((r.fiscal_year, r.code), Reduction(r.fiscal_year, r.code)).add(r)
+    return [merged[key] for key in sorted(merged)]
+
+
+def exemption_kinds(codes) -> dict[str, ExemptionKind]:
+    """The kinds of `codes`, for their names and legal grounds on a page."""
+    codes = set(codes)
+    if not codes:
+        return {}
+    return {k.code: k for k in db.session.scalars(select(ExemptionKind).where(ExemptionKind.code.in_(codes)))}
+
+
 # -- the day's sheet -------------------------------------------------------------------------------
 
 @dataclass
@@ -187,6 +296,7 @@ class Sheet:
     period: str  # "", OLD or NEW
     lines: list[Line] = field(default_factory=list)
     late: list[LedgerEntry] = field(default_factory=list)
+    reductions: list[Reduction] = field(default_factory=list)  # apart: not money, never in the totals
 
     @property
     def accounts(self) -> list[Account]:
@@ -205,10 +315,18 @@ class Sheet:
     def total(self) -> Figures:
         return _sum(line.figures for line in self.lines)
 
+    @property
+    def reduction_total(self) -> Reduction:
+        total = Reduction(self.fiscal_year, "")
+        for r in self.reductions:
+            total.add(r)
+        return total
+
     def to_json(self) -> dict:
         return {"fiscal_year": self.fiscal_year, "period": self.period,
                 "lines": [line.to_json() for line in self.lines], "revenue": self.revenue.to_json(),
-                "expense": self.expense.to_json(), "total": self.total.to_json(), "late": len(self.late)}
+                "expense": self.expense.to_json(), "total": self.total.to_json(), "late": len(self.late),
+                REDUCTIONS: [r.to_json() for r in self.reductions]}
 
 
 @dataclass
@@ -240,9 +358,29 @@ class DaySheet:
         return [sheet.to_json() for sheet in self.sheets]
 
     @property
+    def has_reductions(self) -> bool:
+        return any(sheet.reductions for sheet in self.sheets)
+
+    @property
     def matches_close(self) -> bool:
-        """The ledger still gives the figures stored at the close (it must: the day is locked)."""
-        return self.closed is None or self.closed.totals == self.to_json()
+        """The ledger still gives the money figures stored at the close (it must: the day is locked)."""
+        return self.closed is None or _money(self.closed.totals) == _money(self.to_json())
+
+    @property
+    def reductions_match_close(self) -> bool:
+        """The reductions are still those stored at the close. A day closed before reductions were stored
+        has none to compare (True)."""
+        if self.closed is None or not all(REDUCTIONS in sheet for sheet in self.closed.totals):
+            return True
+        return _reductions(self.closed.totals) == _reductions(self.to_json())
+
+
+def _money(totals: list) -> list:
+    return [{k: v for k, v in sheet.items() if k != REDUCTIONS} for sheet in totals]
+
+
+def _reductions(totals: list) -> list:
+    return [(sheet["fiscal_year"], sheet.get(REDUCTIONS, [])) for sheet in totals]
 
 
 def _line_order(line: Line) -> tuple:
@@ -250,17 +388,20 @@ def _line_order(line: Line) -> tuple:
 
 
 def day_sheet(day: date) -> DaySheet:
-    """The 日計表 of business day `day`: the rows whose business_date is `day`, by fiscal year."""
+    """The 日計表 of business day `day`: the rows whose business_date is `day`, by fiscal year, and the
+    day's reductions (減免) apart."""
     groups = _grouped(day, day)
     late = list(db.session.scalars(
         select(LedgerEntry).where(LedgerEntry.business_date == day, LedgerEntry.paid_on < LedgerEntry.business_date)
         .order_by(LedgerEntry.paid_on, LedgerEntry.at, LedgerEntry.id)))
-    years = sheet_years(day, day, {key.fiscal_year for key, _f in groups})
+    reductions = day_reductions(day)
+    years = sheet_years(day, day, {key.fiscal_year for key, _f in groups} | {r.fiscal_year for r in reductions})
     sheets = []
     for year in years:
         lines = [Line(k.account_code, k.building_id, k.method, f) for k, f in groups if k.fiscal_year == year]
         sheets.append(Sheet(year, _period(year, years), sorted(lines, key=_line_order),
-                            [row for row in late if row.fiscal_year == year]))
+                            [row for row in late if row.fiscal_year == year],
+                            [r for r in reductions if r.fiscal_year == year]))
     building_ids = {k.building_id for k, _f in groups}
     room_ids = {row.room_id for row in late}
     return DaySheet(

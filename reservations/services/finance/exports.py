@@ -14,6 +14,10 @@ The filter (every condition is on the ledger row itself, and they are combined w
 - `method`: card (online), cash or terminal (a card on the counter's terminal).
 - `account`: the row's account_code (歳入科目, or the expense account of a fee or a 過年度支出).
 
+A capture row of a booking with an exemption (減免) in force also carries the booking's full fee (使用料),
+the exemption's code and the reduction (減免額), beside the amount it received (full fee − reduction); other
+rows (refunds, fees) leave them empty, so a column's sum over a period is the reductions granted in it.
+
 The query is one statement, read `BATCH` rows at a time (a server-side cursor on PostgreSQL), so memory
 stays the same whatever the number of rows. XLSX is written by XlsxWriter in its constant-memory mode;
 XlsxWriter needs a file, so the workbook goes to a temporary file first, which is then sent in chunks.
@@ -45,7 +49,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
 from ...extensions import db
-from ...models import Building, LedgerEntry, LedgerSettlement, Receipt, Room, record
+from ...models import Building, Exemption, ExemptionState, LedgerEntry, LedgerSettlement, Receipt, Room, record
 from ...timeutil import local, now_utc
 from ..exports import BOM, EARLIEST, LATEST, ExportError, safe_cell
 from .labels import KIND_LABELS, METHOD_LABELS, REFUND_KIND_LABELS
@@ -75,6 +79,10 @@ COLUMNS = [
     ("account_code", _l("Account code")),
     ("account_name", _l("Account")),
     ("method", _l("Payment method")),
+    # On a capture of an exempted booking (減免): the fee before the exemption, its code, and what it took off.
+    ("full_fee", _l("Full fee (yen)")),
+    ("exemption_code", _l("Exemption code")),
+    ("reduction", _l("Reduction (yen)")),
     ("amount", _l("Amount (yen)")),
     ("intent_id", _l("Payment intent ID")),
     ("charge_id", _l("Charge ID")),
@@ -84,8 +92,10 @@ COLUMNS = [
     ("arrival_date", _l("Remittance date")),
 ]
 KEYS = [key for key, _label in COLUMNS]
-INT_KEYS = frozenset({"id", "fiscal_year", "booking_id", "amount"})
+INT_KEYS = frozenset({"id", "fiscal_year", "booking_id", "full_fee", "reduction", "amount"})
 AMOUNT = KEYS.index("amount")
+REDUCTION = KEYS.index("reduction")
+YEN_COLUMNS = frozenset(KEYS.index(key) for key in ("full_fee", "reduction", "amount"))
 MIMETYPES = {"csv": "text/csv; charset=utf-8", "cp932": "application/zip",
              "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 REPORT_COLUMNS = [_l("Ledger row"), _l("Column"), _l("Character"), _l("Code points"), _l("Replaced by"), _l("Rule")]
@@ -220,14 +230,15 @@ def parse_format(text: str | None) -> str:
 # -- the rows --------------------------------------------------------------------------------------------
 
 def statement(f: LedgerFilter):
-    """One query for every column: the ledger row, its building and room, the booking's receipt (for a
-    capture) and its settlement (入金日), in the order of the 日計表: day, then row."""
+    """One query for every column: the ledger row, its building and room, the booking's receipt and the
+    exemption in force (for a capture) and its settlement (入金日), in the order of the 日計表: day, then row."""
     return (
         select(LedgerEntry.id, LedgerEntry.business_date, LedgerEntry.paid_on, LedgerEntry.at,
                LedgerEntry.fiscal_year, LedgerEntry.kind, LedgerEntry.refund_kind, LedgerEntry.refund_serial,
                Receipt.fiscal_year.label("receipt_year"), Receipt.serial.label("receipt_serial"),
                LedgerEntry.booking_id, LedgerEntry.payer_name, Building.name.label("building"),
-               Room.name.label("room"), LedgerEntry.account_code, LedgerEntry.method, LedgerEntry.amount,
+               Room.name.label("room"), LedgerEntry.account_code, LedgerEntry.method,
+               Exemption.full_fee, Exemption.code.label("exemption_code"), Exemption.reduction, LedgerEntry.amount,
                LedgerEntry.intent_id, LedgerEntry.charge_id, LedgerEntry.provider_refund_id,
                func.coalesce(LedgerEntry.balance_transaction_id,
                              LedgerSettlement.balance_transaction_id).label("balance_transaction_id"),
@@ -235,6 +246,8 @@ def statement(f: LedgerFilter):
         .join(Building, Building.id == LedgerEntry.building_id)
         .join(Room, Room.id == LedgerEntry.room_id)
         .outerjoin(Receipt, and_(Receipt.booking_id == LedgerEntry.booking_id, LedgerEntry.kind == "capture"))
+        .outerjoin(Exemption, and_(Exemption.booking_id == LedgerEntry.booking_id, LedgerEntry.kind == "capture",
+                                   Exemption.state == ExemptionState.APPLIED))
         .outerjoin(LedgerSettlement, LedgerSettlement.ledger_entry_id == LedgerEntry.id)
         .where(*f.conditions())
         .order_by(LedgerEntry.business_date, LedgerEntry.id)
@@ -272,8 +285,8 @@ def _cells(row, words: _Words) -> list:
         local(row.at).replace(tzinfo=None), row.fiscal_year, words.kinds.get(row.kind, row.kind),
         words.refund_kinds.get(row.refund_kind, ""), _number(row), row.booking_id, row.payer_name, row.building,
         row.room, row.account_code, words.accounts.get(row.account_code, ""), words.methods.get(row.method, row.method),
-        row.amount, row.intent_id or "", row.charge_id or "", row.provider_refund_id or "",
-        row.balance_transaction_id or "", row.payout_id or "", row.arrival_date,
+        row.full_fee, row.exemption_code or "", row.reduction, row.amount, row.intent_id or "", row.charge_id or "",
+        row.provider_refund_id or "", row.balance_transaction_id or "", row.payout_id or "", row.arrival_date,
     ]
 
 
@@ -579,7 +592,7 @@ class LedgerExport:
                 if isinstance(value, datetime | date):
                     sheet.write_datetime(line, col, value, formats[type(value)])
                 elif isinstance(value, int):
-                    sheet.write_number(line, col, value, formats["yen"] if col == AMOUNT else None)
+                    sheet.write_number(line, col, value, formats["yen"] if col in YEN_COLUMNS else None)
                 elif value:
                     sheet.write_string(line, col, safe_cell(value))
             line += 1
@@ -668,19 +681,25 @@ class Preview:
     rows: int
     net: int
     replacements: ReplacementList
+    exempted: int = 0  # capture rows of bookings with an exemption (減免) in force
+    reductions: int = 0  # the yen those exemptions took off (not money: the rows' amounts are what was paid)
 
 
 def preview(f: LedgerFilter, keep: int = PREVIEW_LIMIT) -> Preview:
-    """What the filter exports: its rows, their sum, and every CP932 replacement the CP932 file would make
+    """What the filter exports: its rows, their sum, the exempted captures and their reductions (減免, apart
+    from the sum), and every CP932 replacement the CP932 file would make
     (the first `keep` kept to list), by the same code as the export. Reads only."""
     replacements = ReplacementList(keep, spool=False)
     cp932 = Cp932(replacements.add)
     names = headings()
-    rows = net = 0
+    rows = net = exempted = reductions = 0
     for name in names:
         cp932.text(name, None, name)
     for row_id, cells in ledger_rows(f):
         rows += 1
         net += cells[AMOUNT]
+        if cells[REDUCTION] is not None:
+            exempted += 1
+            reductions += cells[REDUCTION]
         cp932.cells(names, row_id, cells)
-    return Preview(rows, net, replacements)
+    return Preview(rows, net, replacements, exempted, reductions)
