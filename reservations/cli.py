@@ -6,7 +6,7 @@ command commits once at the end, or rolls back and exits non-zero.
 import json
 import os
 from contextlib import contextmanager
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 
 import click
@@ -193,6 +193,68 @@ def _seed_users() -> list[tuple[User, bool]]:
     return users
 
 
+DEMO_EXEMPTIONS = [
+    # code, ja, en, rate, legal ground, eligible, needs approval
+    ("WARD100", "区主催・共催事業", "The ward's own events", 100, "中央区立社会教育会館条例施行規則 第10条第1号",
+     "ward", True),
+    ("WELFARE50", "福祉団体の活動", "Registered welfare groups", 50, "中央区立社会教育会館条例施行規則 第10条第2号",
+     "welfare", False),
+    ("SCHOOL50", "区立学校の行事", "Ward schools' events", 50, "中央区立社会教育会館条例施行規則 第10条第3号",
+     "school", True),
+]
+DEMO_GROUP_MEMBERS = [
+    ("中央 太郎", "チュウオウ タロウ", "03-1111-0001"), ("佃 花子", "ツクダ ハナコ", "03-1111-0002"),
+    ("月島 一郎", "ツキシマ イチロウ", "03-1111-0003"), ("勝どき 二郎", "カチドキ ジロウ", "03-1111-0004"),
+    ("晴海 三子", "ハルミ ミツコ", "03-1111-0005"),
+]
+
+
+def _seed_exemptions_groups_and_lottery(users: list[tuple[User, bool]]) -> list[str]:
+    """Exemption kinds, one active resident group (its representative: resident@example.com) and a lottery
+    round taking applications now for a hall three months ahead. Existing ones are left alone."""
+    from .models import ExemptionKind, Group, GroupMember, GroupStatus, LotteryRound
+    from .services.groups import identity_key
+    from .services.lottery.rounds import DEFAULT_TIER_MONTHS, LAST_INSTANT_OF_THE_DAY, create_round, open_round
+    from .timeutil import at_tokyo, business_date, shift_months
+
+    said = []
+    for code, ja, en, rate, ground, eligible, approval in DEMO_EXEMPTIONS:
+        if db.session.scalar(select(ExemptionKind).filter_by(code=code)) is None:
+            db.session.add(ExemptionKind(code=code, name_ja=ja, name_en=en, rate_pct=rate, legal_ground=ground,
+                                         eligible=eligible, needs_approval=approval))
+            said.append(f"exemption kind {code} ({rate}%)")
+    by_email = {user.email: user for user, _ in users}
+    resident, staff = by_email["resident@example.com"], by_email["staff@example.com"]
+    today = business_date(now_utc())
+    if db.session.scalar(select(Group).filter_by(representative_id=resident.id)) is None:
+        group = Group(name="中央区民合唱団", name_kana="チュウオウクミンガッショウダン", representative_id=resident.id,
+                      contact_name=resident.name, contact_email=resident.email, contact_phone="03-1111-0001",
+                      category="general", purpose="合唱の練習と年2回の発表会", activity_kind="音楽",
+                      member_count=len(DEMO_GROUP_MEMBERS), resident_count=len(DEMO_GROUP_MEMBERS),
+                      status=GroupStatus.ACTIVE, valid_until=shift_months(today, 12), reviewed_by_id=staff.id,
+                      reviewed_at=now_utc())
+        group.members = [GroupMember(name=n, name_kana=k, phone=p, residency="resident",
+                                     identity=identity_key(n, k, p), user_id=resident.id if i == 0 else None)
+                         for i, (n, k, p) in enumerate(DEMO_GROUP_MEMBERS)]
+        db.session.add(group)
+        said.append(f"group {group.name} (active)")
+    hall = db.session.scalar(select(Room).where(Room.letting == Letting.DIVISION, Room.active.is_(True),
+                                                Room.import_issue.is_(None))
+                             .order_by((Room.kind != RoomKind.HALL), Room.id))
+    month = shift_months(today.replace(day=1), 3)
+    if hall is not None and db.session.scalar(select(LotteryRound).filter_by(target_month=month)) is None:
+        db.session.flush()
+        start = at_tokyo(today - timedelta(days=1), time(0))
+        close = at_tokyo(today + timedelta(days=9), time(0)) + LAST_INSTANT_OF_THE_DAY
+        round_ = create_round([hall], month, staff=staff, title=f"{hall.name} {month:%Y年%m月} 抽選", overrides={
+            "tier_windows": {tier: start for tier in DEFAULT_TIER_MONTHS}, "apply_until": close,
+            "draw_at": close + timedelta(hours=9), "publish_at": close + timedelta(hours=12),
+            "pay_by": close + timedelta(days=9, hours=-1), "release_at": close + timedelta(days=10, hours=9)})
+        open_round(round_, staff=staff)
+        said.append(f"lottery round {round_.key} ({hall.name}, {month:%Y-%m}), open until {close:%Y-%m-%d} JST")
+    return said
+
+
 @click.command("seed-demo")
 @with_appcontext
 def seed_demo() -> None:
@@ -208,12 +270,16 @@ def seed_demo() -> None:
         closures = _close_monthly(result.rooms)
         sports = _seed_sports_centre()
         users = _seed_users()
+        db.session.flush()
+        lottery = _seed_exemptions_groups_and_lottery(users)
 
     click.echo(f"Chuo catalog ({path}):")
     for line in result.summary():
         click.echo(f"  {line}")
     click.echo(f"Closures: {closures} added (社会教育会館, 2nd Monday of the month).")
     click.echo(f"Sports centre: {sports} hourly rooms created.")
+    for line in lottery:
+        click.echo(f"Lottery and exemptions: {line}.")
     click.echo(f"Demo accounts (password {DEMO_PASSWORD!r} for accounts created by the seed):")
     for user, created in users:
         state = "created" if created else "already there, left unchanged"
@@ -225,17 +291,29 @@ lottery = AppGroup("lottery", help="The lottery draw (抽選).")
 
 
 @lottery.command("verify")
-@click.argument("published", type=click.File("rb"))
-def lottery_verify(published) -> None:
-    """Reproduce a published draw (its JSON: manifest, revealed secret, public value, result) from its inputs.
+@click.argument("round_or_file")
+def lottery_verify(round_or_file: str) -> None:
+    """Reproduce a published draw from its inputs: ROUND is a round's key (e.g. 2027-06-12) or a published
+    JSON file (manifest, revealed secret, public value, result, log), which needs no database.
 
-    Exits 0 when the result hash is reproduced exactly, 1 with what differs otherwise. Needs no database."""
+    Exits 0 when the result hash and the log are reproduced exactly, 1 with what differs otherwise."""
     from .services.lottery.draw import verify
 
-    try:
-        document = json.loads(published.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"not a published draw (JSON): {exc}") from None
+    path = Path(round_or_file)
+    if path.is_file():
+        try:
+            document = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"not a published draw (JSON): {exc}") from None
+    else:
+        from .models import LotteryRound, RoundState
+
+        round_ = db.session.scalar(select(LotteryRound).where(LotteryRound.key == round_or_file))
+        if round_ is None:
+            raise click.ClickException(f"no round {round_or_file!r} and no such file")
+        if round_.state in (RoundState.DRAFT, RoundState.OPEN, RoundState.CLOSED, RoundState.DRAWN):
+            raise click.ClickException(f"round {round_.key} is {round_.state}: nothing is published yet")
+        document = round_.publication
     if not isinstance(document, dict):
         raise click.ClickException("not a published draw (JSON object)")
     try:

@@ -21,6 +21,8 @@ from .services.checkout import capture_confirmed_authorisations
 from .services.deadline import send_payment_reminders
 from .services.expiry import release_expired_holds
 from .services.finance.reconcile import reconcile_yesterday
+from .services.groups import send_group_reminders_and_expire
+from .services.lottery.rounds import run_lottery
 from .services.refunds import retry_pending_refunds
 from .services.webhooks import prune_webhook_events
 
@@ -39,8 +41,11 @@ JOBS = (
     Job("prune_webhook_events", lambda: prune_webhook_events(), 3600),
     Job("send_payment_reminders", lambda: send_payment_reminders(), 600),  # reminders of deadline bookings, once each
     Job("mark_finished_as_used", lambda: mark_finished_as_used(), 300),  # ended, confirmed, no no-show: used
+    Job("send_group_reminders_and_expire", lambda: send_group_reminders_and_expire(), 3600),  # renewal, expiry
     # Yesterday (Tokyo) against Stripe, once: hourly runs after the first success only say "already_done".
     Job("reconcile_yesterday", lambda: reconcile_yesterday(), 3600),
+    # Lottery rounds: close at the window's end, settle after pay-by, tell losers of forfeited wins, release.
+    Job("run_lottery", lambda: run_lottery(), 60),
 )
 
 jobs_cli = AppGroup("jobs", help="Run the periodic jobs.")

@@ -16,6 +16,8 @@ def register(app) -> None:
     from .bookings import bp as bookings_bp
     from .feeds import bp as feeds_bp
     from .finance import bp as finance_bp
+    from .groups import bp as groups_bp
+    from .lottery import bp as lottery_bp
     from .public import bp as public_bp
     from .staff import bp as staff_bp
     from .webhooks import bp as webhooks_bp
@@ -28,6 +30,8 @@ def register(app) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(finance_bp)
+    app.register_blueprint(groups_bp)
+    app.register_blueprint(lottery_bp)
 
     @app.before_request
     def forms_take_no_json():

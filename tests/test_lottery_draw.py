@@ -127,6 +127,7 @@ def test_a_published_draw_is_reproduced_and_any_change_to_it_is_found():
     assert any("result" in p for p in changed(lambda d: d["result"]["wins"].pop()))
     assert any("manifest hash" in p for p in changed(lambda d: d["manifest"]["parties"][0].update(tier=9)))
     assert any("result" in p for p in changed(lambda d: d.update(public_value="chosen later")))
+    assert any("log" in p for p in changed(lambda d: d["log"].__setitem__(1, d["log"][1] + " ")))
 
 
 def test_flask_lottery_verify_reproduces_a_published_file_and_says_when_it_does_not(app, tmp_path):
@@ -143,7 +144,7 @@ def test_flask_lottery_verify_reproduces_a_published_file_and_says_when_it_does_
 
     assert ok.exit_code == 0 and published["result_hash"] in ok.output
     assert differs.exit_code == 1 and "differs" in differs.output
-    assert garbage.exit_code == 2  # no such file: click says so
+    assert garbage.exit_code == 1 and "no round" in garbage.output  # neither a stored round nor a file
 
 
 @settings(max_examples=60, deadline=None)
@@ -167,3 +168,62 @@ def test_any_round_gives_each_slot_once_only_within_caps_and_ignores_the_reading
     assert cap is None or all(sum(w.party == p.id for w in result.wins) <= cap for p in parties)
     tiers = [next(p.tier for p in parties if p.id == party) for party in result.order]
     assert tiers == sorted(tiers)
+
+
+# -- the issue's tests 4, 5 and 8, with the figures they print (pytest -s; bench/lottery_figures.py prints them too) --
+
+def forty_applications() -> list[Party]:
+    """40 applications from 25 parties over 12 slots: fixed inputs, some bundles, two tiers."""
+    parties = []
+    for n in range(25):
+        count = 1 if n < 10 else 2
+        choices = tuple(Choice(rank, tuple(sorted({f"s{(n + rank * 5) % 12}", *([f"s{(n * 7) % 12}"] if n % 6 == 0
+                                                                              else [])})))
+                        for rank in range(1, count + 1))
+        parties.append(Party(f"party-{n:02d}", tier=1 + n % 2, choices=choices))
+    assert sum(len(p.choices) for p in parties) == 40
+    return parties
+
+
+def test_forty_fixed_applications_give_one_result_hash_whatever_the_reading_order_and_a_bit_changes_it():
+    parties = forty_applications()
+    _, first = run(parties)
+    _, again = run(parties)
+    shuffled = [Party(p.id, p.tier, tuple(random.Random(n).sample(p.choices, len(p.choices))))
+                for n, p in enumerate(random.Random(7).sample(parties, len(parties)))]
+    _, reordered = run(shuffled)
+    flipped = bytes([PUBLIC.encode()[0] ^ 1]) + PUBLIC.encode()[1:]  # one bit of the public value
+    _, other = run(parties, public=flipped.decode())
+
+    print(f"\ntest 4: 40 applications, result hash {first.result_hash}; again {again.result_hash}; "
+          f"rows shuffled {reordered.result_hash}; one bit of the public value changed {other.result_hash}")
+    assert first.result_hash == again.result_hash == reordered.result_hash
+    assert other.result_hash != first.result_hash and other.order != first.order
+
+
+def share_won_by_a(extra_choices: int, seeds: int) -> float:
+    a = Party("group-a", 1, (Choice(1, ("S",)), *(Choice(r, (f"a{r}",)) for r in range(2, 2 + extra_choices))))
+    b = Party("group-b", 1, (Choice(1, ("S",)),))
+    document = manifest("fairness", [a, b], Caps())
+    wins = 0
+    for n in range(seeds):
+        result = draw(document, SECRET, f"public-{n}", committed_at=CLOSED, public_value_fixed_at=LATER)
+        wins += any(w.party == "group-a" and "S" in w.slots for w in result.wins)
+    return wins / seeds
+
+
+def test_no_gaming_by_volume_two_groups_share_slot_s_evenly_over_10000_seeds_even_after_a_adds_9_choices():
+    alone, with_nine_more = share_won_by_a(0, 10_000), share_won_by_a(9, 10_000)
+
+    print(f"\ntest 5: over 10,000 seeds A wins S {alone:.2%}; with 9 more choices {with_nine_more:.2%}")
+    assert abs(alone - 0.5) <= 0.02 and abs(with_nine_more - 0.5) <= 0.02
+
+
+def test_a_tier_1_party_beats_a_tier_2_party_for_the_same_slot_on_1000_of_1000_seeds():
+    document = manifest("tiers", [Party("resident-group", 1, (Choice(1, ("S",)),)),
+                                  Party("anyone", 2, (Choice(1, ("S",)),))], Caps())
+    won = sum(draw(document, SECRET, f"public-{n}", committed_at=CLOSED, public_value_fixed_at=LATER).wins[0].party
+              == "resident-group" for n in range(1000))
+
+    print(f"\ntest 8: the tier-1 party won S on {won} of 1,000 seeds")
+    assert won == 1000

@@ -77,6 +77,7 @@ MARKS = {
     availability.FULL: _l("full"),
     availability.CLOSED: _l("closed"),
     availability.OUTSIDE: _l("not bookable online"),
+    availability.LOTTERY: _l("lottery"),
 }
 MARK_CLASSES = {
     availability.FREE: "free",
@@ -84,6 +85,7 @@ MARK_CLASSES = {
     availability.FULL: "full",
     availability.CLOSED: "closed",
     availability.OUTSIDE: "outside",
+    availability.LOTTERY: "lottery",
 }
 
 UNIT_STATUSES = {
@@ -91,6 +93,7 @@ UNIT_STATUSES = {
     "taken": _l("Taken"),
     "outside": _l("Not bookable online"),
     "closed": _l("Closed"),
+    "lottery": _l("By lottery"),
 }
 
 CLOSURES = {
@@ -171,6 +174,39 @@ AUDIT_ACTIONS = {
     ("payment", "charged without booking: confirmed"): _l("Charge without a booking: booking confirmed"),
     ("payment", "charged without booking: refunded"): _l("Charge without a booking: refunded"),
     ("payment", "charged without booking: released"): _l("Charge without a booking: authorisation released"),
+    ("booking", "exemption requested"): _l("Exemption applied for (waiting for staff)"),
+    ("booking", "exemption applied"): _l("Exemption applied"),
+    ("booking", "exemption approved"): _l("Exemption approved"),
+    ("booking", "exemption refused"): _l("Exemption refused"),
+    ("exemption_kind", "created"): _l("Exemption kind added"),
+    ("exemption_kind", "updated"): _l("Exemption kind changed"),
+    ("group", "applied"): _l("Group registration applied for"),
+    ("group", "new findings"): _l("Identity checks found something new"),
+    ("group", "approved"): _l("Group registration approved"),
+    ("group", "rejected"): _l("Group registration rejected"),
+    ("group", "suspended"): _l("Group suspended"),
+    ("group", "reinstated"): _l("Group suspension lifted"),
+    ("group", "renewal requested"): _l("Renewal requested"),
+    ("group", "renewal approved"): _l("Renewal approved"),
+    ("group", "renewal reminder sent"): _l("Renewal reminder mailed"),
+    ("group", "expired"): _l("Registration expired"),
+    ("lottery_rule", "created"): _l("Lottery rule of the room set"),
+    ("lottery_rule", "changed"): _l("Lottery rule of the room changed"),
+    ("lottery_round", "created"): _l("Lottery round made (draft)"),
+    ("lottery_round", "changed"): _l("Lottery round's dates or caps changed"),
+    ("lottery_round", "draft->open"): _l("Lottery round opened for applications"),
+    ("lottery_round", "open->closed"): _l("Applications closed and frozen (manifest hashed, secret committed)"),
+    ("lottery_round", "public value fixed"): _l("Public value fixed"),
+    ("lottery_round", "closed->drawn"): _l("Draw run"),
+    ("lottery_round", "drawn->published"): _l("Results published; wins let as bookings"),
+    ("lottery_round", "published->settling"): _l("Pay-by date passed: the round settles"),
+    ("lottery_round", "settling->released"): _l("Round released: what is left opens first-come"),
+    ("lottery_application", "filed"): _l("Lottery application filed"),
+    ("lottery_application", "rank changed"): _l("Lottery application's rank changed"),
+    ("lottery_application", "withdrawn"): _l("Lottery application withdrawn"),
+    ("lottery_application", "win unavailable"): _l("Win could not be let (slot closed or taken)"),
+    ("lottery_application", "win cancelled"): _l("Win cancelled by staff"),
+    ("lottery_application", "losers told"): _l("Those who lost the freed slot told"),
 }
 # A payment's states, in the words of a payment's history.
 PAYMENT_STATES = {
@@ -213,6 +249,8 @@ def mark_symbol(mark: str) -> str:
     Japanese word: English readers see "Closed" (ja keeps 休 through the catalog)."""
     if mark == availability.CLOSED:
         return pgettext("calendar mark", "Closed")
+    if mark == availability.LOTTERY:  # 抽選 in Japanese, said once with its label (mark_and_label)
+        return pgettext("calendar mark", "Lottery")
     return mark
 
 

@@ -6,12 +6,24 @@ The trail is append-only (migration 0007's triggers); nothing here writes to it.
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, null, or_, select
+from sqlalchemy import and_, case, func, null, or_, select
 from sqlalchemy.orm import joinedload
 
 from ..backoffice import building_scope
 from ..extensions import db
-from ..models import AttentionCase, AuditEntry, Booking, Closure, Division, Payment, Refund, Room, User
+from ..models import (
+    AttentionCase,
+    AuditEntry,
+    Booking,
+    Closure,
+    Division,
+    LotteryApplication,
+    LotteryRoundRoom,
+    Payment,
+    Refund,
+    Room,
+    User,
+)
 from .availability import day_bounds
 
 SEARCH_LIMIT = 200
@@ -115,6 +127,14 @@ def entry_building():
     by_division = building_of(select(Room.building_id).join(Division, Division.room_id == Room.id)
                               .where(Division.id == subject_id))
     by_case = building_of(select(AttentionCase.building_id).where(AttentionCase.id == subject_id))
+    # A lottery round (or one of its applications) belongs to its first room's building.
+    by_round = building_of(select(func.min(Room.building_id))
+                           .join(LotteryRoundRoom, LotteryRoundRoom.room_id == Room.id)
+                           .where(LotteryRoundRoom.round_id == subject_id))
+    by_application = building_of(select(func.min(Room.building_id))
+                                 .join(LotteryRoundRoom, LotteryRoundRoom.room_id == Room.id)
+                                 .join(LotteryApplication, LotteryApplication.round_id == LotteryRoundRoom.round_id)
+                                 .where(LotteryApplication.id == subject_id))
     return case(
         (AuditEntry.subject == "booking", by_booking),
         (AuditEntry.subject == "payment", by_payment),
@@ -124,6 +144,9 @@ def entry_building():
         (AuditEntry.subject == "refund_tier", by_room),  # a room's tiers are replaced as one set, under its id
         (AuditEntry.subject == "division", by_division),
         (AuditEntry.subject == "attention_case", by_case),
+        (AuditEntry.subject == "lottery_rule", by_room),  # a room's standing lottery rule, under the room's id
+        (AuditEntry.subject == "lottery_round", by_round),
+        (AuditEntry.subject == "lottery_application", by_application),
         (AuditEntry.subject == "building", subject_id),
         else_=null(),
     )

@@ -6,13 +6,14 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Booking, Letting, Room
+from ..models import Booking, Letting, LotteryRound, LotteryRoundRoom, Room, RoundState
 from ..timeutil import at_tokyo, now_utc
 from .booking import active_clause
-from .rules import closure_reason, hourly_starts, window_closes_at, window_opens_at
+from .rules import closure_reason, hourly_starts, round_hides, window_closes_at, window_opens_at
 
-# The marks residents already know from ward systems.
-FREE, PARTLY, FULL, CLOSED, OUTSIDE = "○", "△", "×", "休", "—"
+# The marks residents already know from ward systems. 抽: the day is let by a lottery round (抽選) and is not
+# bookable first-come until the round is released (rules.lottery_hides).
+FREE, PARTLY, FULL, CLOSED, OUTSIDE, LOTTERY = "○", "△", "×", "休", "—", "抽"
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Unit:
     code: str  # division code, or "HH:MM" for an hourly step
     start_at: datetime
     end_at: datetime
-    status: str  # free | taken | outside | closed
+    status: str  # free | taken | outside | closed | lottery
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Day:
     mark: str
     closure: str | None
     units: list[Unit]
+    # The key of the lottery round that keeps the day from first-come booking, when its page is public
+    # (a draft round hides the day too, but has no page yet).
+    lottery: str | None = None
 
 
 def room_units(room: Room, day: date) -> list[tuple[str, datetime, datetime]]:
@@ -61,17 +65,30 @@ def _occupied(room: Room, start: datetime, end: datetime, now: datetime) -> list
     return _occupied_by_room([room.id], start, end, now)[room.id]
 
 
+def _hiding_rounds(room_ids: list[int], day: date, now: datetime) -> dict[int, LotteryRound]:
+    """The lottery rounds that keep these rooms' days of `day`'s month from first-come booking, by room id:
+    one query for them all (a room is in at most one round a month)."""
+    if not room_ids:
+        return {}
+    rows = db.session.execute(
+        select(LotteryRoundRoom.room_id, LotteryRound).join(LotteryRound)
+        .where(LotteryRoundRoom.room_id.in_(room_ids), LotteryRoundRoom.target_month == day.replace(day=1)))
+    return {room_id: round_ for room_id, round_ in rows if round_hides(round_, now)}
+
+
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     return at_tokyo(day, datetime.min.time()), at_tokyo(day + timedelta(days=1), datetime.min.time())
 
 
-def _day(room: Room, day: date, occupied, now: datetime) -> Day:
+def _day(room: Room, day: date, occupied, now: datetime, lottery: LotteryRound | None = None) -> Day:
     closure = closure_reason(room, day)
     opens = window_opens_at(room, day)
     units = []
     for code, start, end in room_units(room, day):
         if closure:
             status = "closed"
+        elif lottery is not None:
+            status = "lottery"
         elif now < opens or now > window_closes_at(room, start):
             status = "outside"
         elif any(s < end and e > start for s, e in occupied):
@@ -82,6 +99,8 @@ def _day(room: Room, day: date, occupied, now: datetime) -> Day:
     statuses = [u.status for u in units if u.status != "outside"]
     if closure:
         mark = CLOSED
+    elif lottery is not None:
+        mark = LOTTERY
     elif not statuses:
         mark = OUTSIDE
     elif all(s == "free" for s in statuses):
@@ -90,12 +109,14 @@ def _day(room: Room, day: date, occupied, now: datetime) -> Day:
         mark = PARTLY
     else:
         mark = FULL
-    return Day(day=day, mark=mark, closure=closure, units=units)
+    key = lottery.key if lottery is not None and lottery.state != RoundState.DRAFT else None
+    return Day(day=day, mark=mark, closure=closure, units=units, lottery=key)
 
 
 def day_availability(room: Room, day: date, *, now: datetime | None = None) -> Day:
     now = now or now_utc()
-    return _day(room, day, _occupied(room, *day_bounds(day), now), now)
+    lottery = _hiding_rounds([room.id], day, now).get(room.id)
+    return _day(room, day, _occupied(room, *day_bounds(day), now), now, lottery)
 
 
 def rooms_day_availability(rooms: list[Room], day: date, *, now: datetime | None = None) -> dict[int, Day]:
@@ -105,8 +126,10 @@ def rooms_day_availability(rooms: list[Room], day: date, *, now: datetime | None
     that the marks are computed in Python without a query per room.
     """
     now = now or now_utc()
-    occupied = _occupied_by_room([room.id for room in rooms], *day_bounds(day), now)
-    return {room.id: _day(room, day, occupied[room.id], now) for room in rooms}
+    room_ids = [room.id for room in rooms]
+    occupied = _occupied_by_room(room_ids, *day_bounds(day), now)
+    lottery = _hiding_rounds(room_ids, day, now)
+    return {room.id: _day(room, day, occupied[room.id], now, lottery.get(room.id)) for room in rooms}
 
 
 def month_availability(room: Room, year: int, month: int, *, now: datetime | None = None) -> list[Day]:
@@ -117,4 +140,5 @@ def month_availability(room: Room, year: int, month: int, *, now: datetime | Non
     occupied = _occupied(
         room, at_tokyo(first, datetime.min.time()), at_tokyo(last + timedelta(days=1), datetime.min.time()), now
     )
-    return [_day(room, first + timedelta(days=i), occupied, now) for i in range(last.day)]
+    lottery = _hiding_rounds([room.id], first, now).get(room.id)  # one round lets the whole month, or none
+    return [_day(room, first + timedelta(days=i), occupied, now, lottery) for i in range(last.day)]

@@ -59,11 +59,46 @@ MESSAGES = {
     "lottery": _l(
         "This day is let by lottery: it opens for first-come booking when the lottery's results are released."
     ),
+    "lottery_no_tier": _l("Say which tiers may apply, and from when."),
+    "lottery_window_order": _l(
+        "The dates must follow each other: applications open, close, the draw, publication, pay-by, release."
+    ),
+    "lottery_no_rooms": _l("Choose at least one room for the round."),
+    "lottery_room_taken": _l("One of these rooms already has a lottery round for that month."),
+    "lottery_frozen": _l("The round is closed: its dates and caps can no longer change."),
+    "lottery_wrong_state": _l("The round is not at the step this needs."),
+    "lottery_not_closed_yet": _l("Applications are still open until the end of the closing day."),
+    "lottery_public_value_missing": _l("Enter the public value first."),
+    "lottery_public_value_early": _l("The public value must be fixed after the close was committed."),
+    "lottery_too_early": _l("It is not yet time for this step of the round."),
+    "lottery_draw_refused": _l("The draw was refused: %(detail)s"),
+    "lottery_public_value_fixed": _l("The public value is already fixed; it cannot be chosen again."),
+    "lottery_reason_required": _l("Give a reason."),
+    "lottery_not_a_win": _l("Only a published win can be cancelled."),
+    "lottery_not_accepting": _l("This round is not taking applications from you now."),
+    "lottery_empty_choice": _l("Choose at least one room and division."),
+    "lottery_wrong_month": _l("Choose a day in the month this round lets."),
+    "lottery_room_twice": _l("A choice names each room once."),
+    "lottery_wrong_room": _l("That room is not in this round."),
+    "lottery_too_many_koma": _l("One choice may take at most %(limit)s divisions."),
+    "lottery_one_party_per_slot": _l(
+        "You have already applied for this slot under another name (as yourself or for a group). "
+        "One person applies once for a slot."
+    ),
+    "lottery_too_many_applications": _l("You have reached the most applications this round allows (%(limit)s)."),
+    "lottery_duplicate_choice": _l("You have already applied for exactly these slots."),
+    "lottery_rank_taken": _l("Choose a free rank for this choice."),
+    "lottery_withdrawn": _l("This application was withdrawn."),
     "email_unverified": _l("Please confirm your e-mail address before booking. We sent you a link."),
 }
 
 
-class BookingError(Exception):
+class CodedError(Exception):
+    """An error with a code (for tests and logs) and, from its class's MESSAGES, a message for people, with the
+    details given interpolated (e.g. %(limit)s)."""
+
+    MESSAGES: dict = {}
+
     def __init__(self, code: str, **details):
         super().__init__(code)
         self.code = code
@@ -71,4 +106,12 @@ class BookingError(Exception):
 
     @property
     def message(self) -> str:
-        return str(MESSAGES.get(self.code, self.code))
+        text = str(self.MESSAGES.get(self.code, self.code))
+        try:
+            return text % self.details if "%(" in text else text
+        except (KeyError, TypeError, ValueError):
+            return text
+
+
+class BookingError(CodedError):
+    MESSAGES = MESSAGES

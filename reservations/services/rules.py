@@ -3,8 +3,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import jpholiday
+from sqlalchemy import select
 
-from ..models import Closure, ClosureKind, Letting, Room
+from ..extensions import db
+from ..models import Closure, ClosureKind, Letting, LotteryRound, LotteryRoundRoom, Room, RoundState
 from ..timeutil import TOKYO, at_tokyo, shift_months
 from .errors import BookingError
 
@@ -47,6 +49,27 @@ def window_opens_at(room: Room, day: date) -> datetime:
     # window_open_day is at most 28 (a CHECK), so no month is too short for it.
     opening_day = shift_months(day.replace(day=room.window_open_day), -room.window_months)
     return at_tokyo(opening_day, room.window_open_time)
+
+
+def lottery_round_for(room_id: int, day: date) -> LotteryRound | None:
+    """The lottery round that lets `room_id` in the month of `day`, if any (services/lottery/rounds.py)."""
+    return db.session.scalar(
+        select(LotteryRound).join(LotteryRoundRoom)
+        .where(LotteryRoundRoom.room_id == room_id, LotteryRoundRoom.target_month == day.replace(day=1)))
+
+
+def lottery_hides(room_id: int, day: date, now: datetime) -> bool:
+    """Whether the day is kept from first-come booking: a round lets it and has not been released.
+
+    By the clock as well as the state: at release_at it opens, whether or not the job has run."""
+    round_ = lottery_round_for(room_id, day)
+    return round_ is not None and round_hides(round_, now)
+
+
+def round_hides(round_: LotteryRound, now: datetime) -> bool:
+    """Whether `round_` still keeps its rooms' days of its month from first-come booking (lottery_hides; the
+    calendars ask it of rounds they read in one query)."""
+    return round_.state != RoundState.RELEASED and now < round_.release_at
 
 
 def window_closes_at(room: Room, start_at: datetime) -> datetime:
@@ -116,6 +139,8 @@ def check_bookable(room: Room, slot: Slot, now: datetime) -> None:
         raise BookingError("past")
     if closure_reason(room, slot.day):
         raise BookingError("closed")
+    if lottery_hides(room.id, slot.day, now):
+        raise BookingError("lottery")
     if now < window_opens_at(room, slot.day):
         raise BookingError("not_open_yet")
     if now > window_closes_at(room, slot.start_at):

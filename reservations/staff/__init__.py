@@ -5,4 +5,4 @@ from ..backoffice import staff_required  # noqa: F401 (the views' decorator)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
-from . import counter, operations, routes, setup  # noqa: E402,F401
+from . import counter, exemptions, groups, lottery, operations, routes, setup  # noqa: E402,F401

@@ -23,6 +23,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
+# The page walks that scan every page (axe, reflow) run on both databases and in both languages, one language
+# per database: each database serves every page and each language is scanned whole, in half the time of all
+# four pairs (the walks are most of the suite's time on a 2-core machine; see README, Tests).
+LANGUAGE_PER_DATABASE = [("sqlite", "ja"), ("postgresql", "en")]
 CSP_LISTENER = """document.addEventListener('securitypolicyviolation', (e) => console.error(
   'Content Security Policy violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline')));"""
 

@@ -10,6 +10,7 @@ import pytest
 from axe_playwright_python.base import AXE_SCRIPT
 
 from tests.e2e import tour
+from tests.e2e.conftest import LANGUAGE_PER_DATABASE
 
 pytestmark = pytest.mark.e2e
 
@@ -29,6 +30,7 @@ NOT_IN_THE_TOUR = {
     "staff.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "admin.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "finance.": "the back office: tests/e2e/test_back_office_pages.py checks it",
+    "lottery.publication": "a round's published draw as a JSON file for `flask lottery verify`, no page",
 }
 
 
@@ -66,6 +68,7 @@ def lang(request):
     return request.param
 
 
+@pytest.mark.parametrize(("backend", "lang"), LANGUAGE_PER_DATABASE)
 @pytest.mark.parametrize("signed_in", [False, True], ids=["signed-out", "signed-in"])
 def test_every_page_passes_axe(browser, live_server, app, backend, localstripe, lang, signed_in):
     """One walk, each page scanned at every width: the page is laid out again at each (the media

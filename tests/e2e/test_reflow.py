@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import tour
+from tests.e2e.conftest import LANGUAGE_PER_DATABASE
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +86,7 @@ def layout_problems(page, label: str, text_size: str = "") -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("lang", ["ja", "en"])
+@pytest.mark.parametrize(("backend", "lang"), LANGUAGE_PER_DATABASE)
 def test_every_page_reflows_at_320_px_and_keeps_200_percent_text_whole(browser, live_server, app, localstripe, lang):
     world = tour.build_world(app, localstripe, lang=lang)
     visit = tour.Visit(browser, live_server, lang=lang, width=NARROW["width"], height=NARROW["height"])

@@ -32,7 +32,10 @@ from reservations.services.booking import reserve
 from reservations.services.rules import hourly_slot, is_holiday, is_year_end
 from reservations.timeutil import business_date, now_utc
 from tests.e2e.conftest import CSP_LISTENER, TIMEOUT_MS, type_card
+from tests.exemptions_helpers import tour_group_kind, tour_pending_booking
+from tests.groups_helpers import tour_group
 from tests.helpers import DECLINED_CARD, OK_CARD, THREE_D_SECURE_CARD, book, provider_down
+from tests.lottery_resident_helpers import tour_rounds
 
 PASSWORD = "correct horse battery"
 PHONE_HEIGHT = 740  # a common Android phone: 360 × 740 CSS px
@@ -336,6 +339,54 @@ def _cancelled(page, world):
 
 step("my bookings", "bookings.mine", signed_in=True)(goto(lambda w: "/bookings"))
 
+# Registered groups: the application form (and with errors) before the resident has a group, then the group
+# (made in the database, active and inside its renewal window) on My groups and on its own page.
+step("apply for a group", "groups.apply", signed_in=True)(goto(lambda w: "/groups/apply"))
+
+
+@step("apply for a group with errors", "groups.apply", status=422, signed_in=True)
+def _group_errors(page, world):
+    page.goto("/groups/apply")
+    _submit(page)
+
+
+step("my groups", "groups.mine", signed_in=True)(
+    goto(lambda w: (tour_group(int(w.user_key.split(":")[0]), w.lang), "/groups/")[1]))
+step("a group's page", "groups.detail", signed_in=True)(
+    goto(lambda w: f"/groups/{tour_group(int(w.user_key.split(':')[0]), w.lang)}"))
+
+# Exemptions (減免): the review booking for the group with a reduction, and a booking whose exemption waits for
+# staff on its page and in My bookings (made in the database).
+step("booking review, for a group with an exemption", "bookings.review", signed_in=True)(
+    goto(lambda w: f"/rooms/{w.room_id}/book?date={w.other_day.isoformat()}&divisions=EVENING"
+                   f"&book_as={tour_group(int(w.user_key.split(':')[0]), w.lang)}&exemption={tour_group_kind()}"))
+step("booking detail, exemption pending", "bookings.detail", signed_in=True)(
+    goto(lambda w: f"/bookings/{tour_pending_booking(int(w.user_key.split(':')[0]), w.court_id, w.other_day)}"))
+step("my bookings, an exemption pending", "bookings.mine", signed_in=True)(
+    goto(lambda w: (tour_pending_booking(int(w.user_key.split(":")[0]), w.court_id, w.other_day), "/bookings")[1]))
+
+# The lottery (抽選): the rounds, a published round (the resident's entries marked once signed in) and an open one,
+# the room's calendar in a month let by lottery, applying (and with errors), and My bookings' lottery section.
+# The rounds are made in the database on first use (tests/lottery_resident_helpers.py).
+step("lottery rounds", "lottery.index")(goto(lambda w: (tour_rounds(w), "/lottery/")[1]))
+step("lottery round, published", "lottery.round_page")(goto(lambda w: f"/lottery/{tour_rounds(w)['published']}/"))
+step("lottery round, open", "lottery.round_page")(goto(lambda w: f"/lottery/{tour_rounds(w)['open']}/"))
+step("room calendar, a month let by lottery", "public.room")(
+    goto(lambda w: f"/rooms/{w.room_id}?month={tour_rounds(w)['month']}"))
+step("lottery application", "lottery.apply", signed_in=True)(
+    goto(lambda w: f"/lottery/{tour_rounds(w)['open']}/apply"))
+
+
+@step("lottery application with errors", "lottery.apply", status=422, signed_in=True)
+def _lottery_errors(page, world):
+    page.goto(f"/lottery/{tour_rounds(world)['open']}/apply")
+    page.locator("#day").fill(tour_rounds(world)["open_day"])
+    _submit(page)  # a day, but no division
+
+
+step("my bookings, lottery applications", "bookings.mine", signed_in=True)(
+    goto(lambda w: (tour_rounds(w), "/bookings")[1]))
+
 
 @step("payment unavailable (503)", "bookings.pay_page", status=503, signed_in=True)
 def _unavailable(page, world):
@@ -477,9 +528,9 @@ class AxeSummary:
 
     def line(self) -> str:
         signed_in = sum(1 for _, s in self.pages if s)
-        factors = " × ".join(f"{len(v)} {k}" for k, v in self.combinations.items())
+        factors = ", ".join(f"{len(v)} {k}" for k, v in self.combinations.items())
         return (f"axe: {self.scans} page scans ({len(self.pages)} pages: {len(self.pages) - signed_in} signed out, "
-                f"{signed_in} signed in; × {factors}), {self.violations} violation nodes")
+                f"{signed_in} signed in; in {factors}, one language per database), {self.violations} violation nodes")
 
 
 AXE_SUMMARY = AxeSummary()

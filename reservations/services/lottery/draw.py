@@ -15,8 +15,8 @@ returns the result and everything needed to check it. The steps, as the round pa
 4. Round-robin passes: in each pass, each party in that order gets its best remaining choice whose slots
    are all still free and which its caps allow (a bundle of slots is won whole or not at all); a choice it
    can no longer have is dropped. Passes repeat until one assigns nothing.
-5. The result hash is SHA-256 of the canonical result (order, wins, positions). `verify` recomputes it
-   from the published manifest, the revealed secret and the public value.
+5. The result hash is SHA-256 of the canonical result (order, wins, positions). `verify` recomputes it,
+   and the log of every decision, from the published manifest, the revealed secret and the public value.
 
 No library PRNG is used, and nothing depends on the order the applications were read in: the manifest
 sorts everything, and ties cannot occur (keys are distinct SHA-256 values of distinct party ids).
@@ -79,6 +79,9 @@ class Result:
     order: list[str]  # party ids in draw order
     wins: list[Win]
     log: list[str] = field(default_factory=list)
+    # What became of each choice: (party, rank) -> "won" | "taken" (a slot went to a party drawn earlier)
+    # | "cap" (the party's caps were reached first). The log says the same in words; neither is hashed apart.
+    outcomes: dict[tuple[str, int], str] = field(default_factory=dict)
 
     @property
     def positions(self) -> dict[str, int]:
@@ -160,6 +163,7 @@ def _assign(document: dict, seed: str) -> Result:
     won: dict[str, list[dict]] = {party: [] for party in order}
     taken: set[str] = set()
     wins: list[Win] = []
+    outcomes: dict[tuple[str, int], str] = {}
     log = [f"{ALGORITHM}: {len(order)} parties; seed {seed}"]
     log += [f"order {n}: {party} tier {parties[party]['tier']} key {keys[party]}"
             for n, party in enumerate(order, start=1)]
@@ -172,10 +176,13 @@ def _assign(document: dict, seed: str) -> Result:
                 choice = remaining[party].pop(0)
                 if taken.intersection(choice["slots"]):
                     log.append(f"pass {passes}: {party} choice {choice['rank']}: a slot is taken")
+                    outcomes[(party, choice["rank"])] = "taken"
                     continue
                 if not _allowed(choice, won[party], document["caps"]):
                     log.append(f"pass {passes}: {party} choice {choice['rank']}: over the party's caps")
+                    outcomes[(party, choice["rank"])] = "cap"
                     continue
+                outcomes[(party, choice["rank"])] = "won"
                 taken.update(choice["slots"])
                 won[party].append(choice)
                 wins.append(Win(party, choice["rank"], tuple(choice["slots"]), passes))
@@ -184,7 +191,8 @@ def _assign(document: dict, seed: str) -> Result:
                 break
         if not assigned:
             log.append(f"pass {passes}: nothing left to assign")
-            return Result(manifest_hash=manifest_hash(document), seed=seed, order=order, wins=wins, log=log)
+            return Result(manifest_hash=manifest_hash(document), seed=seed, order=order, wins=wins, log=log,
+                          outcomes=outcomes)
 
 
 def draw(document: dict, secret: str, public_value: str, *, committed_at: datetime,
@@ -222,4 +230,10 @@ def verify(published: dict) -> list[str]:
         problems.append("the published result differs from the draw reproduced from the inputs")
     if result.result_hash != published.get("result_hash"):
         problems.append("the published result hash differs from the reproduced one")
+    log = published.get("log")
+    if log != result.log:
+        pairs = zip(log or [], result.log, strict=False)
+        changed = next((n for n, (a, b) in enumerate(pairs, start=1) if a != b),
+                       min(len(log or []), len(result.log)) + 1)
+        problems.append(f"the published log differs from the reproduced one (from entry {changed})")
     return problems
