@@ -229,6 +229,9 @@ class Config:
     # Exemptions that need approval: staff decide within this many days (and before the payment deadline).
     EXEMPTION_DECISION_DAYS = _int("EXEMPTION_DECISION_DAYS", 7)
 
+    # /healthz asks the payment provider at most this often per process (seconds); the database every time.
+    HEALTH_PROVIDER_TTL = _int("HEALTH_PROVIDER_TTL", 30)
+
     # Mail: "outbox" writes .eml files (development), "console" prints, "smtp" sends.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")
     MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR", str(BASE_DIR / "instance" / "outbox"))

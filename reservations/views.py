@@ -17,6 +17,7 @@ def register(app) -> None:
     from .feeds import bp as feeds_bp
     from .finance import bp as finance_bp
     from .groups import bp as groups_bp
+    from .health import bp as health_bp
     from .lottery import bp as lottery_bp
     from .public import bp as public_bp
     from .staff import bp as staff_bp
@@ -32,6 +33,7 @@ def register(app) -> None:
     app.register_blueprint(finance_bp)
     app.register_blueprint(groups_bp)
     app.register_blueprint(lottery_bp)
+    app.register_blueprint(health_bp)
 
     @app.before_request
     def forms_take_no_json():

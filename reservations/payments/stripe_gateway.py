@@ -237,6 +237,12 @@ class StripeGateway:
                           failure_reason=getattr(re, "failure_reason", None) or "",
                           balance_transaction_id=_id(getattr(re, "balance_transaction", None)))
 
+    # -- health ------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """One cheap authenticated read (a single balance transaction), for /healthz; raises GatewayError."""
+        self._call(self.client.v1.balance_transactions.list, {"limit": 1})
+
     # -- balance transactions ----------------------------------------------------------------
 
     def list_balance_transactions(self, created_from: datetime | None = None, created_to: datetime | None = None,

@@ -30,6 +30,7 @@ NOT_IN_THE_TOUR = {
     "staff.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "admin.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "finance.": "the back office: tests/e2e/test_back_office_pages.py checks it",
+    "health.healthz": "the load balancer's health check, JSON, no page (tests/test_health.py)",
     "lottery.publication": "a round's published draw as a JSON file for `flask lottery verify`, no page",
 }
 
