@@ -87,10 +87,6 @@ class Group(db.Model):
     members: Mapped[list["GroupMember"]] = relationship(
         back_populates="group", cascade="all, delete-orphan", order_by="GroupMember.id")
 
-    @property
-    def resident_share(self) -> float:
-        return self.resident_count / self.member_count if self.member_count else 0.0
-
 
 class GroupMember(db.Model):
     """A listed member. `identity` is name + kana + phone normalised (services/groups.identity_key): what

@@ -34,7 +34,6 @@ class RoundState(enum.StrEnum):
     RELEASED = "released"
 
 
-ROUND_STATES = tuple(RoundState)
 ROUND_TRANSITIONS = {
     RoundState.DRAFT: {RoundState.OPEN},
     RoundState.OPEN: {RoundState.CLOSED},

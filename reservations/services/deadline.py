@@ -25,6 +25,7 @@ from ..links import external_url
 from ..mail import send_mail
 from ..models import Booking, BookingState, PaymentMode, Room, record
 from ..timeutil import at_tokyo, business_date, now_utc
+from .exemptions import is_pending
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def reminder_due(booking: Booking, now: datetime) -> int:
     """The reminder to send now (FIRST or DEADLINE_DAY), or 0: only to a live, unpaid deadline booking."""
     if booking.pay_mode != "deadline" or not booking.hold_is_live(now) or booking.reminders_sent >= DEADLINE_DAY:
         return 0
-    if booking.exemption is not None and booking.exemption.state == "pending":
-        return 0  # nothing is due until staff decide on its exemption (services/exemptions.py)
+    if is_pending(booking):
+        return 0  # nothing is due until staff decide on its exemption
     for stage in (DEADLINE_DAY, FIRST):  # the latest one due, never two at once
         at = reminder_times(booking).get(stage)
         if at is not None and booking.reminders_sent < stage and booking.created_at < at <= now:

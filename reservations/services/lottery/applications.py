@@ -24,7 +24,6 @@ from ...models import (
     LotteryParty,
     LotteryRound,
     Room,
-    RoundState,
     User,
     record,
 )
@@ -225,8 +224,3 @@ def application_counts(round_: LotteryRound) -> dict[str, int]:
     parties = db.session.scalar(select(func.count(func.distinct(LotteryApplication.party_id))).where(
         LotteryApplication.round_id == round_.id, LotteryApplication.withdrawn_at.is_(None)))
     return {"applications": applications or 0, "parties": parties or 0}
-
-
-def open_rounds(now: datetime) -> list[LotteryRound]:
-    return list(db.session.scalars(select(LotteryRound).where(LotteryRound.state == RoundState.OPEN)
-                                   .order_by(LotteryRound.apply_until, LotteryRound.id)))

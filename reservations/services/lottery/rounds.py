@@ -20,6 +20,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 
 from ...aftercommit import after_commit
 from ...extensions import db
@@ -49,7 +50,7 @@ from ..errors import BookingError
 from ..exemptions import attach, is_pending
 from ..groups import fee_residency
 from ..pricing import quote
-from ..rules import closure_reason, division_slot, lottery_hides, lottery_round_for  # noqa: F401 (re-exported)
+from ..rules import closure_reason, division_slot
 from . import draw as lottery_draw
 
 LAST_INSTANT_OF_THE_DAY = timedelta(days=1, microseconds=-1)
@@ -193,8 +194,14 @@ def accepting(round_: LotteryRound, tier: int, now: datetime) -> bool:
 
 
 def parties_of(round_: LotteryRound) -> list[LotteryParty]:
-    return list(db.session.scalars(select(LotteryParty).where(LotteryParty.round_id == round_.id)
-                                   .order_by(LotteryParty.pseudonym)))
+    """The round's parties with their applications, slots, person and group loaded in a few queries: the close
+    (the manifest), the draw (outcomes) and publication (bookings, mails) read them all, never one by one."""
+    return list(db.session.scalars(
+        select(LotteryParty).where(LotteryParty.round_id == round_.id).order_by(LotteryParty.pseudonym)
+        .options(selectinload(LotteryParty.applications).selectinload(LotteryApplication.slots)
+                 .joinedload(LotteryApplicationSlot.room),
+                 selectinload(LotteryParty.applications).joinedload(LotteryApplication.exemption_kind),
+                 joinedload(LotteryParty.user), joinedload(LotteryParty.group))))
 
 
 def live_applications(party: LotteryParty) -> list[LotteryApplication]:
@@ -451,7 +458,8 @@ def tell_losers(application: LotteryApplication, *, now: datetime) -> int:
     others = db.session.scalars(select(LotteryApplication).where(
         LotteryApplication.round_id == round_.id, LotteryApplication.id != application.id,
         LotteryApplication.withdrawn_at.is_(None),
-        LotteryApplication.outcome.in_([Outcome.LOST, Outcome.SKIPPED_BY_CAP]))).all()
+        LotteryApplication.outcome.in_([Outcome.LOST, Outcome.SKIPPED_BY_CAP]))
+        .options(selectinload(LotteryApplication.slots), joinedload(LotteryApplication.party))).all()
     parties = {a.party for a in others if ids.intersection(sid for s in a.slots for sid in s.slot_ids())}
     for party in sorted(parties, key=lambda p: p.position or 0):
         if party.user.mailable:
