@@ -231,6 +231,9 @@ class Config:
 
     # /healthz asks the payment provider at most this often per process (seconds); the database every time.
     HEALTH_PROVIDER_TTL = _int("HEALTH_PROVIDER_TTL", 30)
+    # Every job's interval at once, in seconds (0: each job's own, reservations/jobs.py); for the fault drills.
+    JOB_INTERVAL_SECONDS = _int("JOB_INTERVAL_SECONDS", 0)
+    JOB_RUNS_RETENTION_DAYS = _int("JOB_RUNS_RETENTION_DAYS", 90)
 
     # Mail: "outbox" writes .eml files (development), "console" prints, "smtp" sends.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")

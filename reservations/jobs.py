@@ -4,18 +4,31 @@ The scheduler never starts inside the web app (gunicorn workers, the
 reloader's child): only this command starts it. Each job is small,
 idempotent and safe to run in two processes at once (row locks with SKIP
 LOCKED), and APScheduler adds max_instances=1 and coalesce within a process.
+
+Several schedulers may run against one database (one per app server, or
+two for redundancy): each scheduled run first claims its tick, the job's
+interval number since the epoch, as a row of job_runs whose (job, tick) is
+unique. The first scheduler to claim a tick runs the job; the others skip
+it. Every scheduler runs each job once as it starts, so a scheduler that
+was stopped catches up at once instead of an interval later.
 """
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import click
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
+from .models import JobRun
 from .services.attendance import mark_finished_as_used
 from .services.checkout import capture_confirmed_authorisations
 from .services.deadline import send_payment_reminders
@@ -25,6 +38,7 @@ from .services.groups import send_group_reminders_and_expire
 from .services.lottery.rounds import run_lottery
 from .services.refunds import retry_pending_refunds
 from .services.webhooks import prune_webhook_events
+from .timeutil import now_utc
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,10 @@ class Job:
     id: str
     func: Callable[[], object]
     seconds: int
+
+    def interval(self, app) -> int:
+        """JOB_INTERVAL_SECONDS shortens every interval at once: the fault drills' schedulers tick each second."""
+        return app.config.get("JOB_INTERVAL_SECONDS") or self.seconds
 
 
 JOBS = (
@@ -46,26 +64,67 @@ JOBS = (
     Job("reconcile_yesterday", lambda: reconcile_yesterday(), 3600),
     # Lottery rounds: close at the window's end, settle after pay-by, tell losers of forfeited wins, release.
     Job("run_lottery", lambda: run_lottery(), 60),
+    Job("prune_job_runs", lambda: prune_job_runs(), 3600),
 )
 
 jobs_cli = AppGroup("jobs", help="Run the periodic jobs.")
 
 
-def run_job(job: Job) -> object:
-    """Run one job in the current app context, as one unit of work."""
+def run_job(job: Job, run: JobRun | None = None) -> object:
+    """Run one job in the current app context, as one unit of work, and record the run in job_runs."""
+    if run is None:  # by hand: no tick to claim
+        run = _start_run(job, tick=None)
     started = time.monotonic()
     try:
         result = job.func()
         db.session.commit()
-        # One line per run, with its counts: what an operator greps for.
-        current_app.logger.info("job %s: %s in %.2f s", job.id, _counts(result), time.monotonic() - started)
-        return result
     except Exception:
         db.session.rollback()
         current_app.logger.exception("job %s failed", job.id)
+        _finish_run(run.id, "failed", time.monotonic() - started, "")
         raise
+    else:
+        seconds = time.monotonic() - started
+        # One line per run, with its counts: what an operator greps for.
+        current_app.logger.info("job %s: %s in %.2f s", job.id, _counts(result), seconds)
+        _finish_run(run.id, "ok", seconds, _counts(result))
+        return result
     finally:
         db.session.remove()
+
+
+def prune_job_runs() -> dict:
+    """The run history older than JOB_RUNS_RETENTION_DAYS: a tick that old is never claimed again."""
+    cutoff = now_utc() - timedelta(days=current_app.config["JOB_RUNS_RETENTION_DAYS"])
+    pruned = db.session.execute(delete(JobRun).where(JobRun.started_at < cutoff)).rowcount
+    return {"pruned": pruned}
+
+
+def run_scheduled(job: Job) -> object | None:
+    """A scheduler's run: claim this tick of the job, then run it; None when another scheduler has the tick."""
+    tick = int(time.time() // job.interval(current_app))
+    try:
+        run = _start_run(job, tick=tick)
+    except IntegrityError:
+        db.session.rollback()
+        db.session.remove()
+        current_app.logger.info("job %s: tick %d already run by another scheduler", job.id, tick)
+        return None
+    return run_job(job, run)
+
+
+def _start_run(job: Job, *, tick: int | None) -> JobRun:
+    run = JobRun(job_id=job.id, tick=tick, host=f"{socket.gethostname()}:{os.getpid()}", outcome="running")
+    db.session.add(run)
+    db.session.commit()  # the claim is visible to the other schedulers before the job starts
+    return run
+
+
+def _finish_run(run_id: int, outcome: str, seconds: float, result: str) -> None:
+    db.session.remove()
+    db.session.execute(update(JobRun).where(JobRun.id == run_id).values(
+        outcome=outcome, seconds=seconds, result=result[:2000], finished_at=now_utc()))
+    db.session.commit()
 
 
 def _counts(result: object) -> str:
@@ -92,9 +151,10 @@ def run() -> None:
 def build_scheduler(app) -> BlockingScheduler:
     """Every job of the table, at most one run at a time, missed runs coalesced into one."""
     scheduler = BlockingScheduler(timezone=app.config["TIMEZONE"])
+    first = datetime.now(UTC)  # each job once at start: the catch-up after a stop
     for job in JOBS:
-        scheduler.add_job(_in_context(app, job), "interval", seconds=job.seconds, id=job.id,
-                          max_instances=1, coalesce=True, replace_existing=True)
+        scheduler.add_job(_in_context(app, job), "interval", seconds=job.interval(app), id=job.id,
+                          max_instances=1, coalesce=True, replace_existing=True, next_run_time=first)
     return scheduler
 
 
@@ -112,6 +172,6 @@ def once(job_id: str) -> None:
 def _in_context(app, job: Job):
     def call():
         with app.app_context():
-            run_job(job)
+            run_scheduled(job)
 
     return call

@@ -36,6 +36,7 @@ from .lottery import (
     Outcome,
     RoundState,
 )
+from .ops import JobRun
 from .payment import (
     AttentionCase,
     Dispute,
@@ -88,6 +89,7 @@ __all__ = [
     "Division",
     "IllegalTransition",
     "LedgerEntry",
+    "JobRun",
     "Letting",
     "PaymentMode",
     "Payment",
