@@ -132,7 +132,7 @@ def test_signup_with_a_registered_address_answers_as_for_a_new_one_and_tells_the
 
 def test_a_sign_up_does_the_same_work_whether_or_not_the_address_is_registered(app, resident, monkeypatch):
     calls = {"hash": 0, "sign": 0}
-    real_hash, real_dumps = accounts.generate_password_hash, accounts.URLSafeTimedSerializer.dumps
+    real_hash, real_dumps = accounts.hash_password, accounts.URLSafeTimedSerializer.dumps
 
     def counted_hash(*args, **kwargs):
         calls["hash"] += 1
@@ -142,7 +142,7 @@ def test_a_sign_up_does_the_same_work_whether_or_not_the_address_is_registered(a
         calls["sign"] += 1
         return real_dumps(self, *args, **kwargs)
 
-    monkeypatch.setattr(accounts, "generate_password_hash", counted_hash)
+    monkeypatch.setattr(accounts, "hash_password", counted_hash)
     monkeypatch.setattr(accounts.URLSafeTimedSerializer, "dumps", counted_dumps)
 
     new = accounts.sign_up(name="x", email="new@example.com", password="1234567890", residency="resident")

@@ -1,27 +1,14 @@
 import enum
 from datetime import datetime
 
-from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..passwords import hash_password, verify_password
 from ..timeutil import now_utc
 from .types import UTCDateTime
-
-
-def password_hash_options() -> dict:
-    """The arguments for generate_password_hash: none, so werkzeug's strong default (scrypt), in every real app.
-
-    Only a TESTING app may name a cheaper method (TESTING_PASSWORD_HASH_METHOD, which tests/conftest.py
-    sets), so a suite that makes a thousand accounts does not spend minutes in scrypt. No environment
-    variable reaches it, and tests/test_password_hashing.py proves the other modes keep the default.
-    """
-    if has_app_context() and current_app.testing and current_app.config.get("TESTING_PASSWORD_HASH_METHOD"):
-        return {"method": current_app.config["TESTING_PASSWORD_HASH_METHOD"]}
-    return {}
 
 
 class Residency(enum.StrEnum):
@@ -89,10 +76,10 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password, **password_hash_options())
+        self.password_hash = hash_password(password)
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return verify_password(self.password_hash, password)
 
     @property
     def email_verified(self) -> bool:

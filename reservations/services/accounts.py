@@ -15,11 +15,10 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import Residency, User, record
-from ..models.user import password_hash_options
+from ..passwords import current_method, hash_password, needs_rehash, verify_password
 from ..timeutil import now_utc
 
 MIN_PASSWORD_LENGTH = 10
@@ -99,7 +98,7 @@ def sign_up(*, name: str, email: str, password: str, residency: str, phone: str 
     _check_residency(residency)
     if locale is not None:
         _check_locale(locale)
-    password_hash = generate_password_hash(password, **password_hash_options())
+    password_hash = hash_password(password)
     existing = find_user_by_email(email)
     if existing is None:
         user = User(name=name.strip(), email=email, residency=residency, phone=phone or None, locale=locale,
@@ -151,10 +150,13 @@ def authenticate(email: str, password: str) -> User:
     user = find_user_by_email(email)
     if user is None:
         # Spend the same time hashing as for a real account, so timing does not tell who is registered.
-        check_password_hash(_dummy_hash(**password_hash_options()), password)
+        verify_password(_dummy_hash(current_method()), password)
         raise AccountError("bad_credentials")
     if not user.check_password(password):
         raise AccountError("bad_credentials")
+    if needs_rehash(user.password_hash):  # made by an older method: replaced now that we know the password
+        user.password_hash = hash_password(password)
+        db.session.flush()
     return user
 
 
@@ -167,7 +169,7 @@ def request_password_reset(email: str) -> PasswordReset:
     only after committing.
     """
     user = find_user_by_email(email)
-    fingerprint = _password_fingerprint(user.password_hash if user is not None else _dummy_hash())
+    fingerprint = _password_fingerprint(user.password_hash if user is not None else _dummy_hash(current_method()))
     token = _serializer(RESET_SALT).dumps({"uid": user.id if user is not None else 0, "pw": fingerprint})
     return PasswordReset(user=user, token=token)
 
@@ -283,5 +285,6 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
 
 
 @cache
-def _dummy_hash(**options) -> str:
-    return generate_password_hash("not anyone's password", **options)
+def _dummy_hash(method: str) -> str:
+    """A hash made as hash_password makes them now (`method` is what it uses: the cache key)."""
+    return hash_password("not anyone's password")
