@@ -73,6 +73,10 @@ def mode_settings(env: str) -> dict:
     return {"APP_ENV": env, "SESSION_COOKIE_SECURE": production, "REMEMBER_COOKIE_SECURE": production}
 
 
+# The demo's issuer (ISSUER_NAME): production refuses to print it on a real receipt.
+DEMO_ISSUER_NAME, DEMO_ISSUER_NAME_EN = "中央区 施設予約（デモ）", "Chuo City Facility Reservations (demo)"
+
+
 def check_settings(config: Mapping) -> None:
     """Refuse to serve production with a development value; the message names every variable to set."""
     if config["APP_ENV"] in ("development", "test"):
@@ -164,6 +168,13 @@ def production_problems(config: Mapping) -> dict[str, str]:
         problems["RATELIMIT_STORAGE_URI"] = "is memory://: set redis://HOST:6379/0 so all workers share the counts"
     if config.get("RATELIMIT_ENABLED") is False:
         problems["RATELIMIT_ENABLED"] = "is off: rate limits must be on in production"
+    metrics_token = config.get("METRICS_TOKEN") or ""
+    if metrics_token and len(metrics_token) < MIN_SECRET_KEY_LENGTH:  # empty: only METRICS_ALLOW may scrape
+        problems["METRICS_TOKEN"] = f"is shorter than {MIN_SECRET_KEY_LENGTH} characters: use a random one, or none"
+    for name, demo in (("ISSUER_NAME", DEMO_ISSUER_NAME), ("ISSUER_NAME_EN", DEMO_ISSUER_NAME_EN)):
+        value = (config.get(name) or "").strip()
+        if not value or value == demo or "REPLACE_ME" in value:
+            problems[name] = "is the demo's issuer: set the name the ward's receipts are issued under"
     if config.get("DEBUG"):
         problems["FLASK_DEBUG"] = "is on: the debugger runs any code a visitor sends; unset it"
     if not config.get("SESSION_COOKIE_SECURE"):
@@ -229,6 +240,13 @@ class Config:
     # Exemptions that need approval: staff decide within this many days (and before the payment deadline).
     EXEMPTION_DECISION_DAYS = _int("EXEMPTION_DECISION_DAYS", 7)
 
+    # /metrics (reservations/observability.py) answers `Authorization: Bearer <METRICS_TOKEN>` (none: no token
+    # works) or a client address in METRICS_ALLOW (CIDRs); anyone else gets 404.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+    METRICS_ALLOW = os.environ.get("METRICS_ALLOW", "127.0.0.1/32,::1/128")
+    # Log lines: "json" or "text" (key=value); empty: json in production, text otherwise.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "")
+
     # /healthz asks the payment provider at most this often per process (seconds); the database every time.
     HEALTH_PROVIDER_TTL = _int("HEALTH_PROVIDER_TTL", 30)
     # Every job's interval at once, in seconds (0: each job's own, reservations/jobs.py); for the fault drills.
@@ -241,6 +259,10 @@ class Config:
     MAIL_FROM = os.environ.get("MAIL_FROM", DEV_MAIL_FROM)
     MAIL_SMTP_HOST = os.environ.get("MAIL_SMTP_HOST", "127.0.0.1")
     MAIL_SMTP_PORT = _int("MAIL_SMTP_PORT", 25)
+    MAIL_SMTP_STARTTLS = os.environ.get("MAIL_SMTP_STARTTLS", "0") == "1"
+    MAIL_SMTP_USERNAME = os.environ.get("MAIL_SMTP_USERNAME", "")
+    MAIL_SMTP_PASSWORD = os.environ.get("MAIL_SMTP_PASSWORD", "")
+    MAIL_SMTP_TIMEOUT = _int("MAIL_SMTP_TIMEOUT", 30)
     PASSWORD_RESET_MAX_AGE = _int("PASSWORD_RESET_MAX_AGE", 3600)
     # How long the link mailed at sign-up verifies the address (seconds); no holds until then.
     EMAIL_VERIFY_MAX_AGE = _int("EMAIL_VERIFY_MAX_AGE", 2 * 24 * 3600)
@@ -251,6 +273,10 @@ class Config:
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     # Always set, never left to Flask-Limiter: its one limiter object would keep the last app's choice.
     RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") == "1"
+    # Redis unreachable: count in this process's memory until it answers again (checked every 30 s by
+    # Flask-Limiter), and never turn a storage error into a 500 for the resident.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_HEADERS_ENABLED = True  # Retry-After and X-RateLimit-* tell a client when to come back
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute;50 per hour")
     RATELIMIT_LOGIN_IP = os.environ.get("RATELIMIT_LOGIN_IP", "30 per minute;300 per hour")
@@ -266,9 +292,9 @@ class Config:
     RATELIMIT_PAY_IP = os.environ.get("RATELIMIT_PAY_IP", "60 per minute;600 per hour")
 
     # Who issues receipts and runs the facilities; shown on pages and receipts.
-    ISSUER_NAME = os.environ.get("ISSUER_NAME", "中央区 施設予約（デモ）")
+    ISSUER_NAME = os.environ.get("ISSUER_NAME", DEMO_ISSUER_NAME)
     # Its English form, shown on English pages beside the Japanese name each receipt keeps.
-    ISSUER_NAME_EN = os.environ.get("ISSUER_NAME_EN", "Chuo City Facility Reservations (demo)")
+    ISSUER_NAME_EN = os.environ.get("ISSUER_NAME_EN", DEMO_ISSUER_NAME_EN)
 
     # Finance (services/ledger.py, reservations/finance/). Account codes are 款-項-目-節 as the ward's
     # budget writes them; a building's own revenue_account wins over its rooms' kind.

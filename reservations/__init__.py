@@ -1,10 +1,14 @@
 """reservations: public facility reservations with cashless checkout."""
+from functools import lru_cache
 from pathlib import Path
 
-from flask import Flask, current_app, has_request_context, session
+from babel import support
+from flask import Flask, current_app, has_request_context, request, session
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import event
+from wtforms.i18n import messages_path
 
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 
@@ -38,13 +42,17 @@ def create_app(test_config: dict | None = None) -> Flask:
     # protected nothing here.
     login_manager.session_protection = None
     babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"])
+    # Flask-WTF reads WTForms' own catalog from disk in every request that builds a form; it takes the
+    # request's `wtforms_translations` when set, so give it one that reads each language once per process.
+    app.before_request(lambda: setattr(request, "wtforms_translations", WTFORMS_TRANSLATIONS))
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _serialise_sqlite_writes(db.engine)
 
-    from . import cli, filters, security, views
+    from . import cli, filters, observability, security, views
 
     security.init_app(app)
+    observability.init_app(app)  # metrics at /metrics, one log line per request
     views.register(app)
     cli.register(app)
     from .jobs import jobs_cli
@@ -55,6 +63,25 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(finance_cli)
     filters.register(app)
     return app
+
+
+@lru_cache(maxsize=8)
+def _wtforms_catalog(locale: str) -> support.Translations:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class _WTFormsTranslations:
+    """WTForms' messages (e.g. "Not a valid integer value.") in the request's language, as Flask-WTF asks
+    them of `request.wtforms_translations`, each catalog read from disk once per process."""
+
+    def ugettext(self, string: str) -> str:
+        return _wtforms_catalog(str(get_locale())).ugettext(string)
+
+    def ungettext(self, singular: str, plural: str, n: int) -> str:
+        return _wtforms_catalog(str(get_locale())).ungettext(singular, plural, n)
+
+
+WTFORMS_TRANSLATIONS = _WTFormsTranslations()
 
 
 def select_locale() -> str:

@@ -25,8 +25,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import delete, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
+from . import observability
 from .extensions import db
 from .models import JobRun
 from .services.attendance import mark_finished_as_used
@@ -74,23 +76,27 @@ def run_job(job: Job, run: JobRun | None = None) -> object:
     """Run one job in the current app context, as one unit of work, and record the run in job_runs."""
     if run is None:  # by hand: no tick to claim
         run = _start_run(job, tick=None)
+    run_id = sa_inspect(run).identity[0]  # no query: the row is expired since its commit
+    outer_request_id = observability.bind_request_id(run_id)  # what the job logs carries its run's id
     started = time.monotonic()
     try:
         result = job.func()
         db.session.commit()
     except Exception:
         db.session.rollback()
-        current_app.logger.exception("job %s failed", job.id)
-        _finish_run(run.id, "failed", time.monotonic() - started, "")
+        seconds = time.monotonic() - started
+        observability.job_ran(job.id, run_id, "failed", seconds, failed=True)  # its line, with the traceback
+        _finish_run(run_id, "failed", seconds, "")
         raise
     else:
         seconds = time.monotonic() - started
-        # One line per run, with its counts: what an operator greps for.
-        current_app.logger.info("job %s: %s in %.2f s", job.id, _counts(result), seconds)
-        _finish_run(run.id, "ok", seconds, _counts(result))
+        # One line per run, with its counts: what an operator greps for (observability.job_ran).
+        observability.job_ran(job.id, run_id, "ok", seconds, result)
+        _finish_run(run_id, "ok", seconds, _counts(result))
         return result
     finally:
         db.session.remove()
+        observability.restore_request_id(outer_request_id)
 
 
 def prune_job_runs() -> dict:
@@ -101,14 +107,15 @@ def prune_job_runs() -> dict:
 
 
 def run_scheduled(job: Job) -> object | None:
-    """A scheduler's run: claim this tick of the job, then run it; None when another scheduler has the tick."""
+    """A scheduler's run: claim this tick of the job, then run it; None when the tick is claimed already (by
+    another scheduler, or by this one's catch-up run at its start)."""
     tick = int(time.time() // job.interval(current_app))
     try:
         run = _start_run(job, tick=tick)
     except IntegrityError:
         db.session.rollback()
         db.session.remove()
-        current_app.logger.info("job %s: tick %d already run by another scheduler", job.id, tick)
+        current_app.logger.info("job %s: tick %d already claimed", job.id, tick)
         return None
     return run_job(job, run)
 
@@ -149,11 +156,18 @@ def run() -> None:
 
 
 def build_scheduler(app) -> BlockingScheduler:
-    """Every job of the table, at most one run at a time, missed runs coalesced into one."""
+    """Every job of the table, at most one run at a time, missed runs coalesced into one.
+
+    Each job runs once at start (the catch-up after a stop), then in the middle of each of its ticks: a run
+    a little late or early still claims its own tick, where a run at a tick's edge could claim the next one
+    and then find it taken by itself, losing a tick."""
     scheduler = BlockingScheduler(timezone=app.config["TIMEZONE"])
-    first = datetime.now(UTC)  # each job once at start: the catch-up after a stop
+    now = time.time()
+    first = datetime.fromtimestamp(now, UTC)
     for job in JOBS:
-        scheduler.add_job(_in_context(app, job), "interval", seconds=job.interval(app), id=job.id,
+        seconds = job.interval(app)
+        mid_tick = datetime.fromtimestamp((now // seconds + 0.5) * seconds, UTC)
+        scheduler.add_job(_in_context(app, job), "interval", seconds=seconds, start_date=mid_tick, id=job.id,
                           max_instances=1, coalesce=True, replace_existing=True, next_run_time=first)
     return scheduler
 

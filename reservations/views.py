@@ -1,9 +1,12 @@
 """Blueprints, the language switch and error pages."""
 from urllib.parse import urlparse
 
-from flask import abort, jsonify, redirect, render_template, request, session, url_for
+from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .extensions import db
 
 # The endpoints whose bodies are JSON: the payment page's fetch calls and the provider's events.
 JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "bookings.pay_by_link",
@@ -19,6 +22,8 @@ def register(app) -> None:
     from .groups import bp as groups_bp
     from .health import bp as health_bp
     from .lottery import bp as lottery_bp
+    from .observability import bp as observability_bp
+    from .observability import rate_limit_hit
     from .public import bp as public_bp
     from .staff import bp as staff_bp
     from .webhooks import bp as webhooks_bp
@@ -34,6 +39,7 @@ def register(app) -> None:
     app.register_blueprint(groups_bp)
     app.register_blueprint(lottery_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(observability_bp)
 
     @app.before_request
     def forms_take_no_json():
@@ -84,10 +90,47 @@ def register(app) -> None:
     @app.errorhandler(429)
     def too_many_requests(exc):
         # Raised by the rate limits (reservations/limits.py); Flask-Limiter adds Retry-After after this.
+        rate_limit_hit()
         message = _("Too many attempts in a short time. Please wait a while and try again.")
         if request.is_json:  # the payment page's fetch calls show this in their alert
             return jsonify(status="error", message=message, retry=False), 429
         return render_template("error.html", message=message), 429
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc):
+        # The database is away for a moment (a restart, a failover, a crash and its recovery): a 503 that says
+        # to try again, not a bare 500. What the request had not committed is rolled back; the pool drops the
+        # dead connection and pool_pre_ping finds a live one for the next request, so the app recovers by
+        # itself (tests/drills/test_postgres_restart.py). Handled, Flask would not log it: logged here.
+        app.logger.warning("database unavailable on %s %s: %s", request.method, request.path,
+                           (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0])
+        _end_session_quietly()
+        # The page must not ask the database again while it renders (the header reads the signed-in user, and
+        # loading the user may be what failed): for this one page, the header is the signed-out one.
+        g._login_user = app.login_manager.anonymous_user()
+        message = _("The service is briefly unavailable. Please try again in a moment.")
+        if request.is_json:  # the payment page's fetch calls and the provider's webhooks (which send it again)
+            response = jsonify(status="error", message=message, retry=True)
+        else:
+            response = make_response(render_template("error.html", message=message))
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.teardown_appcontext
+    def end_session_even_without_the_database(exc):
+        # Runs before Flask-SQLAlchemy's own teardown, whose ROLLBACK raises out of the request when the
+        # database has just terminated the connection (a restart), turning a page already rendered into
+        # gunicorn's bare 500.
+        _end_session_quietly()
+
+
+def _end_session_quietly() -> None:
+    """Roll the session back; a connection the database already closed is only discarded, not an error."""
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        current_app.logger.info("the database closed the connection before the session ended")
 
 
 def safe_next(target: str | None) -> str:

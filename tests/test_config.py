@@ -37,6 +37,8 @@ PRODUCTION = {
     "MAIL_BACKEND": "smtp",
     "MAIL_FROM": "施設予約 <yoyaku@city.example.jp>",
     "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
+    "ISSUER_NAME": "目黒区 施設予約",
+    "ISSUER_NAME_EN": "Meguro City Facility Reservations",
 }
 
 
@@ -154,6 +156,8 @@ REFUSED = [
     ("RATELIMIT_ENABLED", {"RATELIMIT_ENABLED": False}),
     ("FLASK_DEBUG", {"DEBUG": True}),
     ("SESSION_COOKIE_SECURE", {"SESSION_COOKIE_SECURE": False}),
+    ("ISSUER_NAME", {"ISSUER_NAME": config.DEMO_ISSUER_NAME}),
+    ("ISSUER_NAME_EN", {"ISSUER_NAME_EN": "REPLACE_ME"}),
 ]
 
 
@@ -172,7 +176,7 @@ def test_production_with_every_default_names_every_variable(unused_database):
     assert set(refused.problems) == {
         "SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
         "STRIPE_JS_URL", "PUBLIC_BASE_URL", "TRUSTED_HOSTS", "DATABASE_URL", "MAIL_BACKEND", "MAIL_FROM",
-        "RATELIMIT_STORAGE_URI"}
+        "RATELIMIT_STORAGE_URI", "ISSUER_NAME", "ISSUER_NAME_EN"}
 
 
 def test_test_mode_accepts_development_values(unused_database):

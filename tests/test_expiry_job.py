@@ -14,6 +14,7 @@ from reservations.models import (
     AttentionCase,
     Booking,
     BookingState,
+    JobRun,
     LedgerEntry,
     Payment,
     PaymentState,
@@ -306,11 +307,13 @@ def test_every_run_logs_one_line_with_its_counts_and_the_jobs_commands_show_it(
         run_job(job)  # nothing left: still one line
     finally:
         app.logger.setLevel(logging.NOTSET)
-    lines = [r.getMessage() for r in caplog.records if r.name == app.logger.name and "release_expired_holds" in
-             r.getMessage()]
-    assert len(lines) == 2, lines
-    assert lines[0].startswith("job release_expired_holds: released=3 in ")
-    assert lines[1].startswith("job release_expired_holds: nothing to do in ")
+    # The structured line of each run (reservations/observability.py): its job, outcome, counts and run id.
+    lines = [r for r in caplog.records if r.name == "reservations.jobs" and r.fields["job"] == "release_expired_holds"]
+    assert len(lines) == 2, [r.getMessage() for r in lines]
+    assert [(r.getMessage(), r.fields["outcome"], r.fields["counts"]) for r in lines] == [
+        ("job release_expired_holds ok", "ok", {"released": 3}), ("job release_expired_holds ok", "ok", {})]
+    assert [r.request_id for r in lines] == [str(run.id) for run in db.session.scalars(
+        select(JobRun).order_by(JobRun.id))]
 
 
 def test_the_scheduler_runs_each_job_alone_and_coalesces_missed_runs(app):

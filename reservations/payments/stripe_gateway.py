@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 
 import stripe
 
+from ..observability import provider_error
 from . import (
     BalanceTransactionView,
     CardDeclined,
@@ -127,7 +128,9 @@ class StripeGateway:
         try:
             return fn(*args, **kwargs)
         except stripe.StripeError as exc:
-            raise _error(exc) from exc
+            error = _error(exc)
+            provider_error(error)  # the metric, by the kind just decided
+            raise error from exc
 
     @staticmethod
     def _view(pi) -> IntentView:

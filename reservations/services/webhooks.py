@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..extensions import db
-from ..models import WebhookEvent
+from ..models import Payment, PaymentState, WebhookEvent
 from ..payments import GatewayError, WebhookEventView, get_gateway
 from ..timeutil import now_utc
 from .attention import open_webhook_case
@@ -73,8 +73,8 @@ def _apply(event: WebhookEventView) -> str:
     if event.type in DISPUTE_EVENTS:
         return sync_dispute(event.object_id, event_type=event.type, event_copy=event.object)
     if event.type in REFUND_EVENTS:
-        return _sync_refund(event.object_id)
-    return _sync_refunds(event.object_id)
+        return _sync_refund(event.object_id, _intent_named(event))
+    return _sync_refunds(event.object_id, _intent_named(event))
 
 
 def _not_applied(event: WebhookEventView, error: str) -> str:
@@ -92,21 +92,39 @@ def _not_applied(event: WebhookEventView, error: str) -> str:
     return "not applied"
 
 
-def _sync_refund(refund_id: str) -> str:
+def _intent_named(event: WebhookEventView) -> str | None:
+    """The intent a refund or charge event's object names (its payment_intent): an id, never its state."""
+    intent = event.object.get("payment_intent") if isinstance(event.object, dict) else None
+    return intent if isinstance(intent, str) and intent.startswith("pi_") else None
+
+
+def _captured_first(payment: Payment) -> Payment:
+    """Our payment, locked; a capture the provider made that we have not recorded yet is recorded first.
+
+    The charge id is mapped when we record the capture. When its answer was lost (a
+    timeout, a crash), the capture job or payment_intent.succeeded records it later, and a
+    refund's events may come before that: without the capture there is nothing to refund from.
+    """
+    if payment.state == PaymentState.AUTHORIZED:
+        settle(payment)  # the intent succeeded at the provider: recorded, with its charge id
+    return lock_payment(payment)
+
+
+def _sync_refund(refund_id: str, intent_id: str | None = None) -> str:
     """One refund changed at the provider (pending → succeeded, → failed, cancelled): follow it."""
     view = get_gateway().retrieve_refund(refund_id)
-    payment = payment_of(view.id, view.charge_id)
+    payment = payment_of(view.id, view.charge_id, intent_id)
     if payment is None:
         return UNKNOWN
-    return f"refund {sync_provider_refund(view, lock_payment(payment))}"
+    return f"refund {sync_provider_refund(view, _captured_first(payment))}"
 
 
-def _sync_refunds(charge_id: str) -> str:
+def _sync_refunds(charge_id: str, intent_id: str | None = None) -> str:
     """charge.refunded: every refund of the charge, including one made in the provider's dashboard."""
-    payment = payment_of(charge_id)
+    payment = payment_of(charge_id, intent_id)
     if payment is None:
         return UNKNOWN
-    payment = lock_payment(payment)
+    payment = _captured_first(payment)
     outcomes = [sync_provider_refund(view, payment) for view in get_gateway().list_refunds(charge_id)]
     return f"{sum(o != 'unchanged' for o in outcomes)} refunds recorded"
 

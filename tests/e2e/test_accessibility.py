@@ -31,6 +31,7 @@ NOT_IN_THE_TOUR = {
     "admin.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "finance.": "the back office: tests/e2e/test_back_office_pages.py checks it",
     "health.healthz": "the load balancer's health check, JSON, no page (tests/test_health.py)",
+    "observability.metrics": "Prometheus metrics for the scraper, text, no page (tests/test_metrics.py)",
     "lottery.publication": "a round's published draw as a JSON file for `flask lottery verify`, no page",
 }
 
