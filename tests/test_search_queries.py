@@ -65,3 +65,59 @@ def test_search_marks_1_room_or_the_whole_meguro_catalog_with_the_same_number_of
     assert len(re.findall(r'<li class="card"', many_html)) == 177
     assert set(marks(many_html)) >= {"○", "△", "×", "休"}
     assert len(one) == len(many), "\n".join(many)
+
+
+def test_a_day_is_taken_by_what_lies_over_it_and_by_nothing_else(app, room, make_user, now):
+    """The day and month marks read the live bookings over the span (on PostgreSQL through the overlap guard's
+    GiST index, see availability._overlapping_span): a block over three days takes the days it covers and the
+    mornings it reaches into; an expired hold, a cancelled booking and a booking that ends as the span begins
+    take nothing."""
+    from datetime import time
+
+    from reservations.models import Booking, BookingState, Role
+    from reservations.services import availability, blocks
+    from reservations.timeutil import at_tokyo
+
+    staff = make_user(role=Role.STAFF)
+    day = booking_day()
+    # From 23:00 the evening before `day` to 10:00 the day after it.
+    blocks.place_block(staff, room, start_at=at_tokyo(day, time(0)) - timedelta(hours=1),
+                       end_at=at_tokyo(day + timedelta(days=1), time(10)), note="改修工事", now=now)
+    later = day + timedelta(days=3)
+    at = now + timedelta(minutes=30)
+
+    def add(code_or_span, state, hold_expires_at=None):
+        if isinstance(code_or_span, str):
+            slot = rules.division_slot(room, later, [code_or_span])
+            start_at, end_at = slot.start_at, slot.end_at
+        else:
+            start_at, end_at = code_or_span
+        db.session.add(Booking(user_id=make_user().id, room_id=room.id, start_at=start_at, end_at=end_at,
+                               state=state, hold_expires_at=hold_expires_at, price=1000, residency="resident"))
+        db.session.flush()
+
+    add("MORNING", BookingState.HELD, at - timedelta(seconds=1))  # ran out, not yet retired by the job
+    add("MORNING", BookingState.EXPIRED, at - timedelta(minutes=5))
+    add("AFTERNOON", BookingState.CANCELLED)
+    add("EVENING", BookingState.HELD, at + timedelta(minutes=10))  # still held
+    # Ends at the first instant of `later + 1`: that day is not touched.
+    add((at_tokyo(later, time(21)), at_tokyo(later + timedelta(days=1), time(0))), BookingState.CONFIRMED)
+    db.session.commit()
+
+    def statuses(d):
+        return {u.code: u.status for u in availability.day_availability(room, d, now=at).units}
+
+    assert statuses(day - timedelta(days=1)) == {"MORNING": "free", "AFTERNOON": "free", "EVENING": "free"}
+    assert statuses(day) == {"MORNING": "taken", "AFTERNOON": "taken", "EVENING": "taken"}
+    assert statuses(day + timedelta(days=1)) == {"MORNING": "taken", "AFTERNOON": "free", "EVENING": "free"}
+    assert statuses(later) == {"MORNING": "free", "AFTERNOON": "free", "EVENING": "taken"}
+    assert statuses(later + timedelta(days=1)) == {"MORNING": "free", "AFTERNOON": "free", "EVENING": "free"}
+    # The month and the search say the same, from their one query each.
+    marks_by_day = {d.day: d.mark for m in {day.replace(day=1), later.replace(day=1)}
+                    for d in availability.month_availability(room, m.year, m.month, now=at)}
+    expected = {day - timedelta(days=1): availability.FREE, day: availability.FULL,
+                day + timedelta(days=1): availability.PARTLY, later: availability.PARTLY,
+                later + timedelta(days=1): availability.FREE}
+    assert {d: marks_by_day[d] for d in expected} == expected
+    for d, mark in expected.items():
+        assert availability.rooms_day_availability([room], d, now=at)[room.id].mark == mark

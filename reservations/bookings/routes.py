@@ -29,7 +29,7 @@ from ..models import (
 )
 from ..payments import GatewayError, get_gateway
 from ..public.labels import catalog_lang
-from ..public.routes import room_or_404, row_or_404
+from ..public.routes import MAX_ID, room_or_404, row_or_404
 from ..services import (
     audit_trail,
     cancellation,
@@ -200,7 +200,7 @@ def _review_page(room: Room, slot: rules.Slot, form: ReviewForm, now, errors: di
 @bp.get("/rooms/<int:room_id>/book")
 @login_required
 def review(room_id: int):
-    room = room_or_404(room_id)
+    room = room_or_404(room_id, with_rules=True, also=(joinedload(Room.refund_tiers),))  # its refund schedule
     form = ReviewForm(request.args, meta={"csrf": False})
     now = now_utc()
     try:
@@ -229,11 +229,19 @@ def _chosen(form: ReserveForm) -> tuple[Group | None, ExemptionKind | None]:
     return group, kind
 
 
+def _room_under_hold_locks(room_id: int) -> Room:
+    """The room, read after the hold's locks are taken (booking_service.lock_for_hold): the hold is judged
+    on it as it is, and place_hold neither locks again nor reads it a second time."""
+    if 0 < room_id <= MAX_ID:  # the lock's key is an int4
+        booking_service.lock_for_hold(current_user.id, room_id)
+    return room_or_404(room_id, with_rules=True)
+
+
 @bp.post("/rooms/<int:room_id>/book")
 @login_required
 @limits.reserve
 def reserve(room_id: int):
-    room = room_or_404(room_id)
+    room = _room_under_hold_locks(room_id)
     form = ReserveForm()
     slot = None
     try:
@@ -261,18 +269,21 @@ def reserve(room_id: int):
         if exc.code == "price_changed":
             return redirect(url_for(".review", room_id=room_id, **form.query_args(), **form.party_args()))
         return redirect(_back_to_room(room_id, form, exc))
+    # What the answer says, read before the commit expires the booking: nothing is read again after it.
+    booking_id, state, pay_mode, pay_by = booking.id, booking.state, booking.pay_mode, booking.hold_expires_at
+    decide_by = booking.exemption.decide_by if exemptions.is_pending(booking) else None
     db.session.commit()
-    if exemptions.is_pending(booking):
+    if decide_by is not None:
         flash(_("Your booking is reserved and your exemption application is sent to the facility. They decide by "
-                "%(date)s; nothing is charged until then.", date=_moment(booking.exemption.decide_by)), "success")
-        return redirect(url_for(".detail", booking_id=booking.id))
-    if booking.state == BookingState.HELD:  # held for its payment
-        if booking.pay_mode == "deadline":
+                "%(date)s; nothing is charged until then.", date=_moment(decide_by)), "success")
+        return redirect(url_for(".detail", booking_id=booking_id))
+    if state == BookingState.HELD:  # held for its payment
+        if pay_mode == "deadline":
             flash(_("Your booking is reserved. Please pay by %(deadline)s: now, or later from My bookings.",
-                    deadline=_moment(booking.hold_expires_at)), "success")
-        return redirect(url_for(".pay_page", booking_id=booking.id))
+                    deadline=_moment(pay_by)), "success")
+        return redirect(url_for(".pay_page", booking_id=booking_id))
     flash(_("Your booking is confirmed."), "success")
-    return redirect(url_for(".detail", booking_id=booking.id))
+    return redirect(url_for(".detail", booking_id=booking_id))
 
 
 # --- paying for a hold ----------------------------------------------------------

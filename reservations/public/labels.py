@@ -4,6 +4,7 @@ One place, so that every page says the same thing and the catalog has one
 msgid per label. Registered as Jinja globals by the public blueprint.
 """
 import re
+from functools import lru_cache, wraps
 
 from babel.dates import get_day_names
 from flask_babel import format_date, get_locale, pgettext
@@ -110,14 +111,32 @@ def _lookup(table: dict, code: str | None) -> str:
     return str(table.get(code, code or ""))
 
 
+def per_locale(label):
+    """Memoise a label function of plain values by the page's language as well: a calendar asks the same few
+    labels hundreds of times a page (a month's marks, a ward's room kinds), and each gettext costs more than
+    the cell around it. Only for functions whose words depend on nothing but their arguments and the
+    language (the catalogs are read once per process), never on the database."""
+    cached = lru_cache(maxsize=2048)(lambda language, *args: label(*args))
+
+    @wraps(label)
+    def in_language(*args):
+        return cached(current_language(), *args)
+
+    in_language.cache_clear = cached.cache_clear
+    return in_language
+
+
+@per_locale
 def kind_label(code: str) -> str:
     return _lookup(KINDS, code)
 
 
+@per_locale
 def division_label(code: str) -> str:
     return _lookup(DIVISIONS, code)
 
 
+@per_locale
 def state_label(code: str) -> str:
     return _lookup(STATES, code)
 
@@ -240,10 +259,12 @@ def equipment_label(code: str) -> str:
     return _lookup(EQUIPMENT, code)
 
 
+@per_locale
 def mark_label(mark: str) -> str:
     return _lookup(MARKS, mark)
 
 
+@per_locale
 def mark_symbol(mark: str) -> str:
     """The mark as printed in the calendar. ○ △ × — read the same in any language, but 休 is a
     Japanese word: English readers see "Closed" (ja keeps 休 through the catalog)."""
@@ -258,10 +279,12 @@ def mark_class(mark: str) -> str:
     return MARK_CLASSES.get(mark, "")
 
 
+@per_locale
 def unit_status_label(status: str) -> str:
     return _lookup(UNIT_STATUSES, status)
 
 
+@per_locale
 def closure_label(reason: str | None) -> str:
     """A closure reason from the rules: a known code, or the facility's own words."""
     return _lookup(CLOSURES, reason)
@@ -271,6 +294,7 @@ def closure_label(reason: str | None) -> str:
 DAY_CELL_PATTERNS = {"ja": "M月d日（E）", "en": "EEEE d MMMM"}
 
 
+@per_locale
 def calendar_day_label(day, mark: str, closure: str | None = None) -> Markup:
     """A day of the month calendar, said as a whole: its date, weekday and state (and why it is closed).
     A closure's reason in the facility's own Japanese words is marked as Japanese on an English page."""
@@ -342,6 +366,12 @@ def _shown_name(japanese: str, kana: str | None, english: str | None, *, with_ja
     else the Japanese name, marked lang="ja" on an English page (so a screen reader reads it in Japanese)
     and with its reading as ruby where the catalog has one. `with_japanese` adds the Japanese name after
     an English one (a page's heading: the name on the facility's signs). Never for <title>: use room_name."""
+    return _name_markup(japanese, kana, english, with_japanese)
+
+
+@per_locale
+def _name_markup(japanese: str, kana: str | None, english: str | None, with_japanese: bool) -> Markup:
+    """_shown_name, memoised by the names themselves (a renamed room is a new key) and the language."""
     if kana:
         ruby = Markup("<ruby>{}<rp>（</rp><rt>{}</rt><rp>）</rp></ruby>").format(japanese, hiragana(kana))
     else:

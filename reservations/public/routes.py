@@ -1,15 +1,16 @@
 """Public pages: search rooms, see a room, its month calendar and a day's slots."""
 from dataclasses import dataclass
 from datetime import date
+from types import SimpleNamespace
 
-from flask import abort, render_template, request
+from flask import abort, render_template, request, url_for
 from sqlalchemy import select
-from sqlalchemy.orm import contains_eager, selectinload
+from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
-from ..models import Building, Letting, Room, RoomEquipment
-from ..services import availability, refund_policy
+from ..models import Building, Closure, Division, Letting, Room, RoomEquipment
+from ..services import availability, refund_policy, rules
 from ..timeutil import shift_months
 from . import bp
 from .forms import RoomPageForm, SearchForm, today
@@ -28,10 +29,15 @@ def row_or_404(model, row_id: int):
     return row
 
 
-def room_or_404(room_id: int) -> Room:
-    """An active room, or 404: inactive rooms are not shown to the public."""
-    room = row_or_404(Room, room_id)
-    if not room.active:
+def room_or_404(room_id: int, *, with_rules: bool = False, also=()) -> Room:
+    """An active room, or 404: inactive rooms are not shown to the public. `with_rules` loads its building,
+    divisions and closures with it, and the loader options `also`, in the same statement
+    (rules.room_with_rules)."""
+    if with_rules:
+        room = rules.room_with_rules(room_id, also=also) if 0 < room_id <= MAX_ID else None
+    else:
+        room = db.session.get(Room, room_id) if 0 < room_id <= MAX_ID else None
+    if room is None or not room.active:
         abort(404)
     return room
 
@@ -53,35 +59,59 @@ def fee_from(room: Room) -> Fee | None:
 
 @dataclass(frozen=True)
 class Result:
-    room: Room
+    room: Room  # or a SearchRoom: what the card and the day's mark read of it
     fee: Fee | None
     day: availability.Day | None  # that day's availability, when a date was asked for
 
 
-def _search(form: SearchForm) -> list[Result]:
-    """Active rooms matching the filters; bookable ones carry the chosen day's mark."""
-    query = (
-        select(Room)
-        .join(Room.building)
-        .where(Room.active.is_(True))
-        .options(
-            contains_eager(Room.building),
-            selectinload(Room.divisions),
-            selectinload(Room.equipment),
-            selectinload(Room.closures),
-        )
-        .order_by(Building.name_kana, Building.id, Room.id)
-    )
-    if form.kind.data:
-        query = query.where(Room.kind == form.kind.data)
-    if form.capacity.data is not None:
-        query = query.where(Room.capacity >= form.capacity.data)
-    if form.building.data:
-        query = query.where(Room.building_id == int(form.building.data))
-    for code in form.equipment.data or []:
-        query = query.where(Room.equipment.any(RoomEquipment.code == code))
+class SearchRoom(SimpleNamespace):
+    """A room as its search card and its day's mark read it: the room's columns, its building, and its
+    divisions and closures as rows (each with the columns of its table). Not ORM objects: a page lists every
+    room of the ward, and the identity map and collections of 177 rooms with their 531 divisions cost
+    more than the rest of the page (bench/calendar_pages.py). Read-only, for one request."""
 
-    rooms = db.session.scalars(query).all()
+    unbookable_reason = Room.unbookable_reason
+    bookable_online: bool  # Room.bookable_online, worked out once its divisions are in
+
+
+def _search_rooms(form: SearchForm, buildings: dict[int, Building]) -> list[SearchRoom]:
+    """The active rooms matching the filters, in the order of the page: three statements whatever their
+    number (the rooms, their divisions, their closures, each by the same filters)."""
+    where = [Room.active.is_(True)]
+    if form.kind.data:
+        where.append(Room.kind == form.kind.data)
+    if form.capacity.data is not None:
+        where.append(Room.capacity >= form.capacity.data)
+    if form.building.data:
+        where.append(Room.building_id == int(form.building.data))
+    for code in form.equipment.data or []:
+        where.append(Room.equipment.any(RoomEquipment.code == code))
+
+    # Core statements on the session's connection: rows, with none of the ORM's work per statement.
+    connection = db.session.connection()
+    rows = connection.execute(
+        select(*Room.__table__.c).join(Building, Building.id == Room.building_id).where(*where)
+        .order_by(Building.name_kana, Building.id, Room.id))
+    rooms = {}
+    for row in rows:
+        room = SearchRoom(**row._asdict(), divisions=[], closures=[])
+        room.building = buildings[room.building_id]
+        rooms[room.id] = room
+    if rooms:
+        for model, collection, order in ((Division, "divisions", (Division.position, Division.id)),
+                                         (Closure, "closures", (Closure.id,))):
+            owned = connection.execute(
+                select(*model.__table__.c).join(Room, Room.id == model.room_id).where(*where).order_by(*order))
+            for row in owned:
+                getattr(rooms[row.room_id], collection).append(row)
+    for room in rooms.values():
+        room.bookable_online = room.unbookable_reason() is None
+    return list(rooms.values())
+
+
+def _search(form: SearchForm, buildings: list[Building]) -> list[Result]:
+    """Active rooms matching the filters; bookable ones carry the chosen day's mark."""
+    rooms = _search_rooms(form, {b.id: b for b in buildings})
     if form.online_only.data:
         rooms = [room for room in rooms if room.bookable_online]
     # Every mark of the day from one bookings query, however many rooms match.
@@ -97,13 +127,29 @@ def _search(form: SearchForm) -> list[Result]:
     return results
 
 
+def href_by_id(endpoint: str, key: str, **values):
+    """url_for(endpoint, **{key: id}, **values) for many ids, as a function of the id: a list of links to the
+    same route but for the id (the cards of a search, a calendar's bookings) builds it once and puts each id
+    in its place, as url_for costs more than the rest of a card."""
+    head, tail = url_for(endpoint, **{key: MAX_ID}, **values).split(str(MAX_ID), 1)
+    return lambda row_id: f"{head}{int(row_id)}{tail}"
+
+
+def _card_href(day: date | None):
+    """The link of each card: the room's page, at the chosen day."""
+    if day:
+        return href_by_id("public.room_day", "room_id", day=day.isoformat(), _anchor="day")
+    return href_by_id("public.room", "room_id")
+
+
 @bp.get("/")
 def index():
     buildings = db.session.scalars(select(Building).order_by(Building.name_kana, Building.id)).all()
     form = SearchForm(request.args, buildings=[(b, building_name(b)) for b in buildings])
     if not form.validate():
         return render_template("public/index.html", form=form, results=None), 400
-    return render_template("public/index.html", form=form, results=_search(form))
+    return render_template("public/index.html", form=form, results=_search(form, buildings),
+                           card_href=_card_href(form.date.data))
 
 
 def _weeks(days: list[availability.Day]) -> list[list[availability.Day | None]]:
@@ -149,14 +195,19 @@ def _render_room(room: Room, form: RoomPageForm):
     return page, 200 if valid else 400
 
 
+# What the room's page shows beside its rules (building, divisions, closures): loaded with them in the room's
+# one statement, not lazily one statement each (a room has a handful of each: the joined rows stay few).
+ROOM_PAGE = (joinedload(Room.refund_tiers), joinedload(Room.equipment))
+
+
 @bp.get("/rooms/<int:room_id>")
 def room(room_id: int):
-    room = room_or_404(room_id)
+    room = room_or_404(room_id, with_rules=True, also=ROOM_PAGE)
     return _render_room(room, RoomPageForm(request.args))
 
 
 @bp.get("/rooms/<int:room_id>/days/<day>")
 def room_day(room_id: int, day: str):
-    room = room_or_404(room_id)
+    room = room_or_404(room_id, with_rules=True, also=ROOM_PAGE)
     return _render_room(room, RoomPageForm(MultiDict({"date": day})))
 

@@ -33,11 +33,13 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import Integer, and_, any_, cast, exists, func, insert, literal, or_, select, union_all, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..aftercommit import after_commit
 from ..extensions import db
 from ..models import AuditEntry, Booking, BookingState, Payment, PaymentState, record
+from ..observability import pend_audit_entries
 from ..payments import GatewayError, get_gateway
 from ..timeutil import now_utc
 from . import deadline, moves
@@ -45,8 +47,10 @@ from .attention import open_booking_case
 from .booking import lapsed_hold_clause
 from .checkout import PAID, release, settle
 
-BATCH = 500
+BATCH = 5000
 NEVER_PAID = "hold expired before any payment"
+RELEASED = f"{BookingState.HELD}->{BookingState.EXPIRED}"  # the audit actions of a release
+CANCELLED = f"{PaymentState.NEW}->{PaymentState.CANCELLED}"
 UNPAID_AT_DEADLINE = "unpaid at the payment deadline"
 COUNTER_CASE = "counter_unpaid_past_deadline"
 MOVED_UNPAID_CASE = "moved_difference_unpaid"  # a move's difference unpaid at its deadline: the carried fee refunded
@@ -95,6 +99,10 @@ def _release_unpaid_batch(now: datetime, limit: int) -> int:
     The payment row is locked with its booking, as settle and cancellation
     lock it first: a resident opening the pay page or cancelling this hold
     right now holds it, and we skip the hold instead of releasing it under them.
+
+    On PostgreSQL the batch is two statements (_release_set_based);
+    elsewhere (SQLite) three: the bookings' UPDATE, the payments' UPDATE and the
+    audit rows' INSERT. Both write the same rows.
     """
     order = (Booking.hold_expires_at, Booking.id)
     with_payment = (
@@ -112,6 +120,8 @@ def _release_unpaid_batch(now: datetime, limit: int) -> int:
     # MATERIALIZED: the claim runs once. As a plain subquery PostgreSQL may
     # run it again inside the join, and a second SKIP LOCKED scan can claim
     # other rows than the first.
+    if db.session.get_bind().dialect.name == "postgresql":
+        return _release_set_based(union_all(select(with_payment.c.id), select(without_payment.c.id)))
     booking_ids = db.session.scalars(
         update(Booking)
         .where(Booking.state == BookingState.HELD,
@@ -129,15 +139,61 @@ def _release_unpaid_batch(now: datetime, limit: int) -> int:
         .returning(Payment.id)
         .execution_options(synchronize_session="fetch")
     ).scalars().all()
-    transition = f"{BookingState.HELD}->{BookingState.EXPIRED}"
-    payment_transition = f"{PaymentState.NEW}->{PaymentState.CANCELLED}"
     db.session.execute(insert(AuditEntry), [
-        *({"subject": "booking", "subject_id": i, "action": transition, "data": {"reason": NEVER_PAID}}
+        *({"subject": "booking", "subject_id": i, "action": RELEASED, "data": {"reason": NEVER_PAID}}
           for i in booking_ids),
-        *({"subject": "payment", "subject_id": i, "action": payment_transition, "data": {"reason": NEVER_PAID}}
+        *({"subject": "payment", "subject_id": i, "action": CANCELLED, "data": {"reason": NEVER_PAID}}
           for i in payments),
     ])
     return len(booking_ids)
+
+
+def _release_set_based(claims) -> int:
+    """The batch on PostgreSQL in two statements, each writing its own audit rows (INSERT ... SELECT from its
+    RETURNING, in data-modifying CTEs): the claimed bookings are released, then their payments cancelled.
+
+    The claim (`claims`: the MATERIALIZED never_paid and no_payment CTEs) runs once, with the bookings' UPDATE.
+    The payments' UPDATE is a statement of its own, as on SQLite, so that it sees every payment committed by
+    then: one opened for a claimed booking after the first statement's snapshot (the pay page of a hold
+    about to lapse) is cancelled with it, not left for the next run. Only the booking ids travel, as one
+    array; no row is bound one by one. The audit rows are the ones the other path writes, with one `at` for
+    the batch; the metrics count them on commit as they count rows inserted one by one
+    (observability.pend_audit_entries). Nothing is synchronised into the session: the caller commits right
+    after, which expires whatever it holds.
+    """
+    bookings, payments = Booking.__table__, Payment.__table__
+    at = now_utc()
+    # id = ANY(the claimed ids as one array): PostgreSQL looks each up by the primary key. An IN (...) OR IN (...),
+    # or a join it may hash, reads the whole table in every batch.
+    claimed = claims.subquery("claimed")
+    claimed_ids = cast(select(func.array_agg(claimed.c.id)).scalar_subquery(), ARRAY(Integer))
+    released = (
+        update(bookings).where(bookings.c.id == any_(claimed_ids), bookings.c.state == BookingState.HELD)
+        .values(state=BookingState.EXPIRED, updated_at=at).returning(bookings.c.id).cte("released")
+    )
+    booking_ids = db.session.scalars(
+        select(released.c.id).add_cte(_audit_rows("booking", released, RELEASED, at))).all()
+    if not booking_ids:
+        return 0
+    cancelled = (
+        update(payments)
+        .where(payments.c.booking_id == any_(literal(booking_ids, ARRAY(Integer))), payments.c.intent_id.is_(None),
+               payments.c.state == PaymentState.NEW)
+        .values(state=PaymentState.CANCELLED, updated_at=at).returning(payments.c.id).cte("cancelled")
+    )
+    n_cancelled = db.session.scalar(
+        select(func.count()).select_from(cancelled).add_cte(_audit_rows("payment", cancelled, CANCELLED, at)))
+    pend_audit_entries(db.session(), "booking", RELEASED, len(booking_ids))
+    pend_audit_entries(db.session(), "payment", CANCELLED, n_cancelled)
+    return len(booking_ids)
+
+
+def _audit_rows(subject: str, changed, action: str, at: datetime):
+    """INSERT ... SELECT of one audit row for each id `changed` (a CTE's RETURNING) gives, as a CTE."""
+    audit = AuditEntry.__table__
+    rows = select(literal(at, audit.c.at.type), literal(subject, audit.c.subject.type), changed.c.id,
+                  literal(action, audit.c.action.type), literal({"reason": NEVER_PAID}, audit.c.data.type))
+    return insert(audit).from_select(["at", "subject", "subject_id", "action", "data"], rows).cte(f"{subject}_audit")
 
 
 def _cancel_stranded_payments(now: datetime) -> None:

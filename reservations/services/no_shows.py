@@ -27,10 +27,19 @@ MAX_IDS_LENGTH = 200  # Suspension.booking_ids
 
 def suspension_in_force(user: User, now: datetime) -> Suspension | None:
     """The suspension that stops `user` booking online at `now`, if any (the latest ending one)."""
-    return db.session.scalar(
-        select(Suspension).where(Suspension.user_id == user.id, Suspension.lifted_at.is_(None),
-                                 Suspension.starts_at <= now, Suspension.ends_at > now)
-        .order_by(Suspension.ends_at.desc()).limit(1))
+    return db.session.scalar(_in_force(select(Suspension), user.id, now))
+
+
+def suspended_until(user_id: int, now: datetime):
+    """When the suspension in force ends, as a scalar subquery (NULL when none): place_hold asks it beside
+    the rest of the resident's standing, in one statement."""
+    return _in_force(select(Suspension.ends_at), user_id, now).scalar_subquery()
+
+
+def _in_force(query, user_id: int, now: datetime):
+    return (query.where(Suspension.user_id == user_id, Suspension.lifted_at.is_(None),
+                        Suspension.starts_at <= now, Suspension.ends_at > now)
+            .order_by(Suspension.ends_at.desc()).limit(1))
 
 
 def shift_moment(moment: datetime, months: int) -> datetime:

@@ -3,7 +3,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import jpholiday
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import Closure, ClosureKind, Letting, LotteryRound, LotteryRoundRoom, Room, RoundState
@@ -51,19 +52,33 @@ def window_opens_at(room: Room, day: date) -> datetime:
     return at_tokyo(opening_day, room.window_open_time)
 
 
-def lottery_round_for(room_id: int, day: date) -> LotteryRound | None:
-    """The lottery round that lets `room_id` in the month of `day`, if any (services/lottery/rounds.py)."""
-    return db.session.scalar(
-        select(LotteryRound).join(LotteryRoundRoom)
-        .where(LotteryRoundRoom.room_id == room_id, LotteryRoundRoom.target_month == day.replace(day=1)))
+# What the rules read of a room, loaded with it in one statement: its building, divisions and closures
+# (`select(Room).options(*ROOM_RULES)`, then `.unique()`), instead of a lazy load of each on first use.
+ROOM_RULES = (joinedload(Room.building), joinedload(Room.divisions), joinedload(Room.closures))
+
+
+def room_with_rules(room_id: int, *, fresh: bool = False, also=()) -> Room | None:
+    """The room with what its rules read (and the loader options `also`), in one statement; `fresh` re-reads
+    a room already in the session (under a lock taken since it was read)."""
+    query = select(Room).where(Room.id == room_id).options(*ROOM_RULES, *also)
+    if fresh:
+        query = query.execution_options(populate_existing=True)
+    return db.session.scalars(query).unique().one_or_none()
 
 
 def lottery_hides(room_id: int, day: date, now: datetime) -> bool:
     """Whether the day is kept from first-come booking: a round lets it and has not been released.
 
     By the clock as well as the state: at release_at it opens, whether or not the job has run."""
-    round_ = lottery_round_for(room_id, day)
-    return round_ is not None and round_hides(round_, now)
+    return bool(db.session.scalar(select(lottery_hides_clause(room_id, day, now))))
+
+
+def lottery_hides_clause(room_id: int, day: date, now: datetime):
+    """lottery_hides as SQL (an EXISTS), for a query that asks it beside other things."""
+    return exists(
+        select(LotteryRoundRoom.round_id).join(LotteryRound)
+        .where(LotteryRoundRoom.room_id == room_id, LotteryRoundRoom.target_month == day.replace(day=1),
+               LotteryRound.state != RoundState.RELEASED, LotteryRound.release_at > now))
 
 
 def round_hides(round_: LotteryRound, now: datetime) -> bool:
@@ -131,15 +146,18 @@ def hourly_slot(room: Room, day: date, start: time, minutes: int) -> Slot:
     return Slot(day=day, start_at=start_at, end_at=end_at)
 
 
-def check_bookable(room: Room, slot: Slot, now: datetime) -> None:
-    """Raise BookingError unless a resident may book `slot` online at `now`."""
+def check_bookable(room: Room, slot: Slot, now: datetime, *, hidden_by_lottery: bool | None = None) -> None:
+    """Raise BookingError unless a resident may book `slot` online at `now`.
+
+    `hidden_by_lottery` is lottery_hides already read (place_hold reads it with the resident's standing in one
+    statement); None asks the database."""
     if not room.bookable_online:
         raise BookingError("not_bookable")
     if slot.start_at <= now:
         raise BookingError("past")
     if closure_reason(room, slot.day):
         raise BookingError("closed")
-    if lottery_hides(room.id, slot.day, now):
+    if lottery_hides(room.id, slot.day, now) if hidden_by_lottery is None else hidden_by_lottery:
         raise BookingError("lottery")
     if now < window_opens_at(room, slot.day):
         raise BookingError("not_open_yet")

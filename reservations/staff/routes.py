@@ -14,7 +14,7 @@ from ..backoffice import building_scope, in_scope, require_building, scoped
 from ..extensions import db
 from ..links import external_url
 from ..models import AttentionCase, Booking, Building, Room
-from ..public.routes import MAX_ID, row_or_404
+from ..public.routes import MAX_ID, href_by_id, row_or_404
 from ..services import attention, audit_trail, calendars, exports, feeds
 from ..timeutil import business_date, now_utc
 from . import bp, staff_required
@@ -162,6 +162,13 @@ def index():
                            open_cases=attention.open_case_count(current_user))
 
 
+def _cell_helpers() -> dict:
+    """What every cell of the day and week views says alike (staff/_calendar_cell.html), said once a page."""
+    return {"booking_href": href_by_id("staff.booking", "booking_id"),
+            "entry_words": {key: str(words) for key, words in calendars.ENTRY_STATES.items()},
+            "channel_words": {key: str(words) for key, words in calendars.CHANNELS.items()}}
+
+
 @bp.get("/buildings/<int:building_id>/day")
 @staff_required
 def building_day(building_id: int):
@@ -171,7 +178,7 @@ def building_day(building_id: int):
     return render_template("staff/day.html", building=building, day=day, rooms=rooms,
                            prev_day=day - timedelta(days=1), next_day=day + timedelta(days=1),
                            entry_states=calendars.ENTRY_STATES, counter_args=calendars.counter_args,
-                           export=exports.default_period(day), export_max_days=exports.MAX_DAYS)
+                           export=exports.default_period(day), export_max_days=exports.MAX_DAYS, **_cell_helpers())
 
 
 @bp.get("/rooms/<int:room_id>/week")
@@ -184,7 +191,7 @@ def room_week(room_id: int):
                            last=start + timedelta(days=calendars.WEEK_DAYS - 1),
                            prev_start=start - timedelta(days=calendars.WEEK_DAYS),
                            next_start=start + timedelta(days=calendars.WEEK_DAYS),
-                           entry_states=calendars.ENTRY_STATES, counter_args=calendars.counter_args)
+                           entry_states=calendars.ENTRY_STATES, counter_args=calendars.counter_args, **_cell_helpers())
 
 
 # -- exports --------------------------------------------------------------------------------------
