@@ -8,7 +8,7 @@ STRIPE_PORT ?= 8420
 export STRIPE_API_BASE ?= http://$(HOST):$(STRIPE_PORT)
 export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: run test install translations lint clean
+.PHONY: run test install translations lint clean bench
 
 $(BIN)/activate:
 	python3 -m venv $(VENV)
@@ -55,6 +55,21 @@ PYTEST_WORKERS ?= 2
 PYTEST_DIST ?= worksteal
 test: install translations $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) $(PYTEST_ARGS)
+
+# The benchmarks of issue 11 against PostgreSQL (TEST_PG_ADMIN_URL, default the local server), one after
+# another; each prints one JSON line of figures and appends it to bench/results/<date>-<host>.jsonl
+# (commit that file). BENCHES=... runs some of them; a missing script is skipped. See bench/README.md.
+BENCHES ?= rush calendar_pages expiry finance_export lottery_draw
+bench: install translations
+	@export BENCH_RESULTS=bench/results/$$(date +%F)-$$(hostname).jsonl; status=0; \
+	for name in $(BENCHES); do \
+	  if [ -f bench/$$name.py ]; then \
+	    echo "== bench/$$name.py" >&2; start=$$(date +%s); \
+	    $(BIN)/python bench/$$name.py || status=1; \
+	    echo "== bench/$$name.py: $$(( $$(date +%s) - start )) s" >&2; \
+	  fi; \
+	done; \
+	echo "lines appended to $$BENCH_RESULTS" >&2; exit $$status
 
 lint: install
 	$(BIN)/ruff check reservations tests bench

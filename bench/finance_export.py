@@ -12,9 +12,11 @@ its own (so that each peak is its own):
   (b) our XLSX export, likewise;
   (c) psycopg's COPY (SELECT the same columns, joins and order) TO STDOUT WITH CSV, to a file;
 each over every row and over the first `--small` days' worth of rows (the same code, 10x fewer rows:
-constant memory means the same peak). Prints rows, seconds, peak RSS, RSS growth during the export (peak
-less the process's RSS just before it: the interpreter and the app are the rest) and ours/COPY. Drops
-its database at the end, whatever happens.
+constant memory means the same peak). Prints one JSON line on stdout (bench/_common.emit): for every row,
+CSV and XLSX each with its seconds, peak RSS and ratio to COPY's time, COPY's own figures, and the peaks of
+the smaller run; the human table (rows, seconds, peak RSS, RSS growth during the export: peak less the
+process's RSS just before it, the interpreter and the app being the rest) goes to stderr. Drops its
+database at the end, whatever happens. About 4 minutes for the default million rows on 2 cores.
 """
 import argparse
 import json
@@ -28,10 +30,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import psycopg
+from _common import ROOT, emit
 from psycopg.conninfo import conninfo_to_dict
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FIRST_DAY = date(2026, 4, 1)
@@ -138,6 +138,11 @@ COPY (
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field))
+
+
+def say(*args, **kwargs) -> None:
+    """The human side of the benchmark: stderr, so that stdout holds the one JSON line."""
+    print(*args, **kwargs, file=sys.stderr)
 
 
 def rss_kb() -> int:
@@ -271,6 +276,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=None, help="rows of the smaller run (default rows / 10)")
     args = parser.parse_args()
+    wall = time.perf_counter()
     small = args.small or max(1, args.rows // 10)
     loopback_only(ADMIN)
     name = f"bench_finance_{uuid.uuid4().hex[:8]}"
@@ -279,9 +285,9 @@ def main() -> None:
     url = ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     try:
         seconds = seed(url, args.rows)
-        print(f"seeded {args.rows:,} ledger rows (with bookings, payments, receipts, settlements) in {seconds:.1f} s")
+        say(f"seeded {args.rows:,} ledger rows (with bookings, payments, receipts, settlements) in {seconds:.1f} s")
         every, first_days = ranges(url, small)
-        print("load average before the exports: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        say("load average before the exports: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         accounts = accounts_sql()
         results = []
         with TemporaryDirectory() as tmp:
@@ -293,39 +299,59 @@ def main() -> None:
                     else:
                         result = in_child("ours", url, what, first, last, out)
                     results.append((label, what, first, last, result))
-                    print(f"  {what:5} {first}..{last}: {result['rows']:,} rows in {result['seconds']:.1f} s",
+                    say(f"  {what:5} {first}..{last}: {result['rows']:,} rows in {result['seconds']:.1f} s",
                           flush=True)
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print("load average after the exports: {:.2f} {:.2f} {:.2f} (2 cores: other work slows every figure alike)"
-          .format(*os.getloadavg()))
-    report(results)
+    say("load average after the exports: {:.2f} {:.2f} {:.2f} (2 cores: other work slows every figure alike)"
+        .format(*os.getloadavg()))
+    by = report(results)
+    emit(record(by, seconds, time.perf_counter() - wall))
 
 
-def report(results) -> None:
+def record(by: dict, seed_s: float, wall_s: float) -> dict:
+    """The JSON line: the full run's figures by format, the smaller run's peaks beside them (constant memory)."""
     mb = 1024
-    print()
-    print(f"{'export':28} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12} "
-          f"{'growth MB':>10}")
+    copy = by["all", "copy"]
+    line = {"bench": "export", "rows": copy["rows"], "copy_s": round(copy["seconds"], 2),
+            "copy_peak_rss_mb": round(copy["peak_kb"] / mb, 1)}
+    for what in ("csv", "xlsx"):
+        ours, little = by["all", what], by["small", what]
+        line |= {f"{what}_rows": ours["rows"], f"{what}_s": round(ours["seconds"], 2),
+                 f"{what}_peak_rss_mb": round(ours["peak_kb"] / mb, 1),
+                 f"{what}_ratio_to_copy": round(ours["seconds"] / copy["seconds"], 2),
+                 f"{what}_peak_rss_mb_small": round(little["peak_kb"] / mb, 1),
+                 f"{what}_rows_small": little["rows"]}
+    peak = max(by["all", "csv"]["peak_kb"], by["all", "xlsx"]["peak_kb"]) / mb
+    return line | {"peak_rss_goal_mb": 200, "peak_rss_ok": peak < 200, "seed_s": round(seed_s, 1),
+                   "wall_s": round(wall_s, 1)}
+
+
+def report(results) -> dict:
+    mb = 1024
+    say()
+    say(f"{'export':28} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12} "
+        f"{'growth MB':>10}")
     by = {}
     for label, what, _first, _last, r in results:
         by[label, what] = r
         name = {"csv": "ours, CSV (UTF-8)", "xlsx": "ours, XLSX", "copy": "COPY ... TO STDOUT CSV"}[what]
-        print(f"{name + ' ' + label:28} {r['rows']:>10,} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
-              f"{r['bytes'] / mb / mb:>8.1f} {r['peak_kb'] / mb:>12.1f} {(r['peak_kb'] - r['before_kb']) / mb:>10.1f}")
-    print()
+        say(f"{name + ' ' + label:28} {r['rows']:>10,} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
+            f"{r['bytes'] / mb / mb:>8.1f} {r['peak_kb'] / mb:>12.1f} {(r['peak_kb'] - r['before_kb']) / mb:>10.1f}")
+    say()
     for label in ("all", "small"):
         copy = by[label, "copy"]
         for what in ("csv", "xlsx"):
             ours = by[label, what]
-            print(f"{label:5} {what:4}/COPY: time {ours['seconds'] / copy['seconds']:5.1f}x, "
-                  f"peak RSS {ours['peak_kb'] / copy['peak_kb']:4.1f}x")
+            say(f"{label:5} {what:4}/COPY: time {ours['seconds'] / copy['seconds']:5.1f}x, "
+                f"peak RSS {ours['peak_kb'] / copy['peak_kb']:4.1f}x")
     for what in ("csv", "xlsx", "copy"):
         big, little = by["all", what], by["small", what]
         grew = [(r["peak_kb"] - r["before_kb"]) / mb for r in (little, big)]
-        print(f"constant memory, {what:4}: peak RSS {little['rows']:,} rows {little['peak_kb'] / mb:.1f} MB, "
-              f"{big['rows']:,} rows {big['peak_kb'] / mb:.1f} MB; growth {grew[0]:.1f} -> {grew[1]:.1f} MB")
+        say(f"constant memory, {what:4}: peak RSS {little['rows']:,} rows {little['peak_kb'] / mb:.1f} MB, "
+            f"{big['rows']:,} rows {big['peak_kb'] / mb:.1f} MB; growth {grew[0]:.1f} -> {grew[1]:.1f} MB")
+    return by
 
 
 if __name__ == "__main__":

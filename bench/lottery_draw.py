@@ -1,24 +1,24 @@
-"""The draw of a large round: 5,000 parties with 10 ranked choices each over 600 slots (issue 11, "lottery").
+"""The draw of a large round: 5,000 applications of 10 ranked choices each over 600 slots (issue 11, "lottery").
 
 Usage: .venv/bin/python bench/lottery_draw.py [--parties 5000] [--choices 10] [--slots 600]
 
+A party (a resident, or a group) makes one application of the round, with `--choices` ranked choices: so
+`--parties 5000 --choices 10` is the issue's 5,000 applications of 10 choices (50,000 choices in all).
 Builds the canonical manifest, hashes it, runs the draw and verifies the publication, as the round's close,
-draw and `flask lottery verify` do; prints one JSON line: the time of each step, the wins, and the peak
-memory (tracemalloc's peak of Python allocations, and the process's peak RSS).
+draw and `flask lottery verify` do; prints one JSON line (bench/_common.emit): the time of each step, the
+wins, and the peak memory (tracemalloc's peak of Python allocations, and the process's peak RSS).
 """
 import argparse
 import json
 import random
 import resource
-import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import emit
 
-from reservations.services.lottery.draw import (  # noqa: E402
+from reservations.services.lottery.draw import (
     Caps,
     Choice,
     Party,
@@ -59,15 +59,16 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    print(json.dumps({
-        "bench": "lottery", "parties": args.parties, "applications": args.parties * args.choices,
-        "slots": len(slots), "manifest_hash": digest, "wins": len(result.wins), "result_hash": result.result_hash,
+    emit({
+        "bench": "lottery", "applications": args.parties, "choices_per_application": args.choices,
+        "choices": args.parties * args.choices, "slots": len(slots), "manifest_hash": digest,
+        "wins": len(result.wins), "result_hash": result.result_hash,
         "log_entries": len(result.log), "verified": not problems,
         "manifest_s": round(frozen - started, 3), "draw_s": round(drawn - frozen, 3),
-        "publish_and_verify_s": round(verified - drawn, 3),
+        "publish_and_verify_s": round(verified - drawn, 3), "total_s": round(verified - started, 3),
         "peak_python_mb": round(peak / 2**20, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }, ensure_ascii=False))
+    })
 
 
 if __name__ == "__main__":
