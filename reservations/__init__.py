@@ -32,6 +32,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)  # the limits themselves: reservations/limits.py
+    # Flask-Limiter remembers "the storage is down, count in memory" on the extension object, which every app
+    # of the process shares, and init_app does not forget it: a new app starts with its own new storage alive.
+    limiter._storage_dead = False
     login_manager.login_view = "account.login"
     login_manager.login_message = _l("Please log in to see this page.")
     login_manager.login_message_category = "info"

@@ -20,3 +20,31 @@ def test_with_redis_down_sign_in_answers_and_is_still_limited_in_memory(app, cli
     assert 500 not in answers
     assert answers == [422, 422, 429]  # the bad password said twice, then the per-account limit
     assert limiter._storage_dead  # Flask-Limiter noticed, and counts in memory until Redis is back
+
+
+def test_a_new_app_after_one_whose_redis_was_down_counts_in_its_own_redis_again(app, client, app_config):
+    """The limiter is one extension object for every app of the process: a Redis found down by one app must
+    not send the next app's counts to memory (the suite builds many apps in one process)."""
+    import uuid
+
+    import redis
+
+    from reservations import create_app
+
+    # This test's app: Redis does not answer, the fallback takes over.
+    assert client.post("/account/login", data={"email": "x@example.com", "password": "x"}).status_code == 422
+    assert limiter._storage_dead
+
+    prefix = f"test-limits-{uuid.uuid4().hex[:12]}"
+    alive = create_app({**app_config, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
+                        "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": prefix}})
+    counts = redis.Redis.from_url("redis://127.0.0.1:6379")
+    try:
+        alive.test_client().post("/account/login", data={"email": "x@example.com", "password": "wrong horse"})
+        assert not limiter._storage_dead and list(counts.scan_iter(match=f"{prefix}:*"))
+    finally:
+        stale = list(counts.scan_iter(match=f"{prefix}:*"))
+        if stale:
+            counts.delete(*stale)
+        counts.close()
+        limiter.storage.storage.close()
