@@ -32,7 +32,7 @@ run: export APP_ENV := development
 run: install translations
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(BIN)/python -m reservations.payments.localstripe_server --host $(HOST) --port $(STRIPE_PORT) \
 	    --webhook-url $(PUBLIC_BASE_URL)/webhooks/stripe & \
 	$(BIN)/flask jobs run & \
