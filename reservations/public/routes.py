@@ -33,10 +33,9 @@ def room_or_404(room_id: int, *, with_rules: bool = False, also=()) -> Room:
     """An active room, or 404: inactive rooms are not shown to the public. `with_rules` loads its building,
     divisions and closures with it, and the loader options `also`, in the same statement
     (rules.room_with_rules)."""
-    if with_rules:
-        room = rules.room_with_rules(room_id, also=also) if 0 < room_id <= MAX_ID else None
-    else:
-        room = db.session.get(Room, room_id) if 0 < room_id <= MAX_ID else None
+    if not 0 < room_id <= MAX_ID:
+        abort(404)
+    room = rules.room_with_rules(room_id, also=also) if with_rules else db.session.get(Room, room_id)
     if room is None or not room.active:
         abort(404)
     return room

@@ -52,36 +52,19 @@ def overlapping(room_id: int, start_at: datetime, end_at: datetime):
     return and_(Booking.room_id == room_id, Booking.start_at < end_at, Booking.end_at > start_at)
 
 
-def count_active(user: User, now: datetime) -> int:
-    """Bookings of a user that still count against the cap: live holds and future confirmed ones."""
-    return db.session.scalar(
-        select(func.count(Booking.id)).where(
-            Booking.user_id == user.id, active_clause(now), Booking.end_at > now
-        )
-    )
+def counted_against_cap(user_id: int, now: datetime):
+    """SQL for a user's bookings that still count against the cap: live holds and future confirmed ones."""
+    return and_(Booking.user_id == user_id, active_clause(now), Booking.end_at > now)
 
 
-def count_live_holds(user: User, now: datetime) -> int:
-    """Short holds of a user still waiting for their payment (the live-holds cap).
+def live_hold_clause(user_id: int, now: datetime):
+    """SQL for a user's short holds still waiting for their payment (the live-holds cap).
 
     A booking reserved to be paid by a deadline is held for days: it counts against
     MAX_ACTIVE_BOOKINGS, not against this cap of bookings being paid right now.
     """
-    return db.session.scalar(
-        select(func.count(Booking.id)).where(
-            Booking.user_id == user.id, Booking.state == BookingState.HELD, Booking.hold_expires_at > now,
-            Booking.pay_mode == "now",
-        )
-    )
-
-
-def count_active_in_room(user: User, room_id: int, now: datetime) -> int:
-    """A user's bookings that count against the room's own cap (Room.max_active_per_user)."""
-    return db.session.scalar(
-        select(func.count(Booking.id)).where(
-            Booking.user_id == user.id, Booking.room_id == room_id, active_clause(now), Booking.end_at > now
-        )
-    )
+    return and_(Booking.user_id == user_id, Booking.state == BookingState.HELD, Booking.hold_expires_at > now,
+                Booking.pay_mode == "now")
 
 
 def _count(*where):
@@ -93,9 +76,9 @@ class Standing:
     """What place_hold must know, under its locks, before it writes: read in one statement (`standing`)."""
 
     suspended_until: datetime | None  # the end of the resident's suspension in force, if any
-    active: int  # count_active
-    active_in_room: int  # count_active_in_room
-    live_holds: int  # count_live_holds
+    active: int  # counted_against_cap (MAX_ACTIVE_BOOKINGS)
+    active_in_room: int  # counted_against_cap in this room (Room.max_active_per_user)
+    live_holds: int  # live_hold_clause (MAX_LIVE_HOLDS)
     lottery: bool  # rules.lottery_hides
     taken: bool  # an active booking overlaps the slot
     lapsed: bool  # a lapsed hold no job has retired yet overlaps it
@@ -104,13 +87,13 @@ class Standing:
 def standing(user: User, room_id: int, slot: Slot, now: datetime) -> Standing:
     """The resident's suspension and counts against the caps, the lottery's hold on the day, and whether the
     slot is taken, as one SELECT of scalar subqueries: one database round trip instead of seven."""
-    mine = Booking.user_id == user.id
+    capped = counted_against_cap(user.id, now)
     span = overlapping(room_id, slot.start_at, slot.end_at)
     row = db.session.execute(select(
         suspended_until(user.id, now),
-        _count(mine, active_clause(now), Booking.end_at > now),
-        _count(mine, Booking.room_id == room_id, active_clause(now), Booking.end_at > now),
-        _count(mine, Booking.state == BookingState.HELD, Booking.hold_expires_at > now, Booking.pay_mode == "now"),
+        _count(capped),
+        _count(capped, Booking.room_id == room_id),
+        _count(live_hold_clause(user.id, now)),
         lottery_hides_clause(room_id, slot.day, now),
         exists(select(Booking.id).where(span, active_clause(now))),
         exists(select(Booking.id).where(span, lapsed_hold_clause(now))),
@@ -128,23 +111,16 @@ def lock_room(room_id: int) -> None:
     _advisory_lock(ROOM_LOCK_NAMESPACE, room_id)
 
 
-def lock_user(user_id: int) -> None:
-    """Serialise the bookings of one user, so that the caps count every hold made at the same moment.
-
-    The room lock alone let one user hold more than the cap by reserving
-    several rooms at once. Only place_hold takes this lock, and always before
-    the room lock (user, then room): every other holder of a room lock
-    (checkout settling a payment) never asks for a user lock, so no two
-    transactions can wait on each other in opposite orders.
-    """
-    _advisory_lock(USER_LOCK_NAMESPACE, user_id)
-
-
 HOLD_LOCKS = "booking.hold_locks"  # session.info: the (user, room) pairs whose place_hold locks are held
 
 
 def lock_for_hold(user_id: int, room_id: int) -> None:
     """Take place_hold's two locks, the user's then the room's, in one round trip, and note them in the session.
+
+    The user's lock serialises the bookings of one user, so that the caps count every hold made at the same
+    moment: the room lock alone let one user hold more than the cap by reserving several rooms at once. Only
+    a hold takes it, and always before the room lock: every other holder of a room lock (checkout settling a
+    payment) never asks for a user lock, so no two transactions can wait on each other in opposite orders.
 
     A request that calls this before it reads the room reads it under the locks, so place_hold neither locks
     again nor reads the room a second time. The note ends with the transaction (and the locks with it).
