@@ -485,7 +485,9 @@ async def drive(base_url: str, plan: Plan, meter: CpuMeter, args) -> dict:
         signin_cpu = CpuMeter.spent_ms(before, meter.sample())
         signed_in = [r for r in residents if r.signed_in]
         log(f"sign-in storm: {dict(signin.outcomes)} in {signin.wall_s:.1f} s")
+        before = meter.sample()
         trivial = await trivial_baseline(signed_in, args.trivial_seconds)
+        trivial_cpu = CpuMeter.spent_ms(before, meter.sample())
         log(f"trivial GET /account/profile: {dict(trivial.outcomes)} in {trivial.wall_s:.1f} s")
         profiler = start_py_spy(meter.master) if args.profile else None
         before, client_before = meter.sample(), resource.getrusage(resource.RUSAGE_SELF)
@@ -509,6 +511,8 @@ async def drive(base_url: str, plan: Plan, meter: CpuMeter, args) -> dict:
         "signin_failed": len(residents) - len(signed_in),
         "trivial_rps": round(trivial_rps, 1),
         "trivial_errors_5xx": trivial.outcomes["5xx"],
+        "trivial_app_cpu_ms": round(trivial_cpu["app"] / max(trivial.outcomes["ok"], 1), 2),
+        "trivial_pg_cpu_ms": round(trivial_cpu["pg"] / max(trivial.outcomes["ok"], 1), 2),
         "attempts": len(attempts.times_ms),
         "won_seen": attempts.outcomes["won"],
         "errors_5xx": attempts.outcomes["5xx"] + attempts.outcomes["review_5xx"],

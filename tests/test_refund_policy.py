@@ -413,3 +413,34 @@ def test_the_room_page_shows_the_tiers_in_words(app, client, make_room):
     assert "Until 2 months before the day of use: 100% refund" in en
     assert "Until 30 days before the day of use: 50% refund" in en
     assert "the whole fee is refunded" in en
+
+
+@pay
+def test_the_review_page_reads_the_same_tiers_as_the_service(app, client, localstripe, room, login_as, resident):
+    """The review page loads the room's own tiers and its kind's with the room (Room.policy_tiers); its schedule
+    is the one refund_schedule reads tier by tier: the room's own, else its kind's, else the defaults."""
+    login_as(resident)
+    client.post("/lang/en")
+    day = booking_day()
+    start_at = at_tokyo(day, time(9))
+
+    def shown() -> list[str]:
+        page = page_text(client.get(f"/rooms/{room.id}/book?date={day.isoformat()}&divisions=MORNING"))
+        db.session.expire_all()
+        expected = refund_schedule(db.session.get(Room, room.id), start_at)
+        for cutoff in expected:
+            assert f"Until {cutoff.last_day:%a} {cutoff.last_day.day} {cutoff.last_day:%B %Y}" in page
+            assert f"{cutoff.percent}% refund" in page
+        return [f"{c.last_day}:{c.percent}" for c in expected]
+
+    refund_policy.set_kind_policy(room.kind, [("days", 6, 90), ("days", 2, 40)])
+    db.session.commit()
+    assert shown() == [f"{day - timedelta(days=6)}:90", f"{day - timedelta(days=2)}:40"]
+    refund_policy.set_room_policy(room, [("days", 5, 70)])
+    db.session.commit()
+    assert shown() == [f"{day - timedelta(days=5)}:70"]  # its own, not its kind's
+    refund_policy.set_room_policy(room, None)
+    refund_policy.set_kind_policy(room.kind, [])
+    db.session.commit()
+    defaults = shown()
+    assert defaults == [f"{c.last_day}:{c.percent}" for c in refund_schedule(room, start_at)] and defaults

@@ -12,7 +12,7 @@ from reservations.extensions import db
 from reservations.models import Booking, BookingState, Payment
 from tests.helpers import booking_day, statements
 
-REVIEW_MAX, RESERVE_MAX = 6, 8  # the review page with online payment shows the refund schedule
+REVIEW_MAX, RESERVE_MAX = 2, 8  # the review page: the user, then the room with all the page asks (no groups, no kinds)
 
 
 @pytest.fixture

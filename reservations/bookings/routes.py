@@ -1,12 +1,13 @@
 """The booking flow: review a slot and its price, reserve it, pay for it, see, print and cancel my bookings."""
 from dataclasses import dataclass
+from functools import lru_cache
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 from wtforms import SelectChoice
@@ -29,7 +30,7 @@ from ..models import (
 )
 from ..payments import GatewayError, get_gateway
 from ..public.labels import catalog_lang
-from ..public.routes import MAX_ID, room_or_404, row_or_404
+from ..public.routes import MAX_ID, room_asking_or_404, room_or_404, row_or_404
 from ..services import (
     audit_trail,
     cancellation,
@@ -138,19 +139,43 @@ class Offer:
 PARTY_ERRORS = {"not_group_member": "book_as", "exemption_not_eligible": "exemption", "exemption_too_late": "exemption"}
 
 
-def _offer(room: Room, slot: rules.Slot, form: ReviewForm, now) -> Offer:
+@dataclass(frozen=True)
+class Known:
+    """What the review page asked with its room (_review_facts), instead of a query each: whether the lottery
+    hides the day (None: not asked), whether the resident acts for any group, whether any exemption kind may be
+    for a person. The defaults ask."""
+
+    lottery: bool | None = None
+    groups: bool = True
+    person_kinds: bool = True
+
+
+ASK_EACH = Known()
+REVIEW_ROOM = (joinedload(Room.policy_tiers),)  # its own refund tiers and its kind's, for its refund schedule
+
+
+@lru_cache(maxsize=1)
+def _review_facts() -> tuple:
+    """Known's three questions as SQL, asked beside the room (rules.room_with_rules_and), built once with bound
+    parameters (:room_id, :month, :now, :user_id, :today)."""
+    return (rules.lottery_hides_month(bindparam("room_id"), bindparam("month"), bindparam("now")),
+            groups_service.acts_for_any_clause(bindparam("user_id"), bindparam("today")),
+            exemptions.any_kind_for_clause(exemptions.INDIVIDUAL))
+
+
+def _offer(room: Room, slot: rules.Slot, form: ReviewForm, now, known: Known = ASK_EACH) -> Offer:
     """The party and exemption the form asks for, judged as place_hold will judge them (services/groups.py,
     services/exemptions.py), and the price that follows. A choice that cannot be booked is left out and said
     in `errors`."""
     user = current_user._get_current_object()
     errors: dict[str, str] = {}
-    groups = groups_service.acting_groups(user, business_date(now))
+    groups = groups_service.acting_groups(user, business_date(now)) if known.groups else []
     group = None
     if form.book_as.data:
         group = next((g for g in groups if g.id == form.chosen_id("book_as")), None)
         if group is None:
             errors["book_as"] = BookingError("not_group_member").message
-    kinds = exemptions.eligible_kinds(group)
+    kinds = exemptions.eligible_kinds(group) if group is not None or known.person_kinds else []
     kind = None
     if form.exemption.data and not errors:
         kind = next((k for k in kinds if k.id == form.chosen_id("exemption")), None)
@@ -174,8 +199,9 @@ def _offer(room: Room, slot: rules.Slot, form: ReviewForm, now) -> Offer:
     return Offer(groups, group, kinds, kind, residency, price, reduction, hold, errors)
 
 
-def _review_page(room: Room, slot: rules.Slot, form: ReviewForm, now, errors: dict | None = None, status: int = 200):
-    offer = _offer(room, slot, form, now)
+def _review_page(room: Room, slot: rules.Slot, form: ReviewForm, now, errors: dict | None = None, status: int = 200,
+                 known: Known = ASK_EACH):
+    offer = _offer(room, slot, form, now, known)
     offer.errors.update(errors or {})
     for name, message in offer.errors.items():
         if message not in form[name].errors:
@@ -200,16 +226,22 @@ def _review_page(room: Room, slot: rules.Slot, form: ReviewForm, now, errors: di
 @bp.get("/rooms/<int:room_id>/book")
 @login_required
 def review(room_id: int):
-    room = room_or_404(room_id, with_rules=True, also=(joinedload(Room.refund_tiers),))  # its refund schedule
     form = ReviewForm(request.args, meta={"csrf": False})
     now = now_utc()
+    day, today = form.date.data, business_date(now)
+    # The room and everything else the page asks the database, but the resident's groups and exemption kinds
+    # when there are any, in one statement.
+    room, lottery, groups, person_kinds = room_asking_or_404(
+        room_id, _review_facts(), {"month": (day or today).replace(day=1), "now": now, "user_id": current_user.id,
+                                   "today": today}, also=REVIEW_ROOM)
+    known = Known(bool(lottery) if day is not None else None, bool(groups), bool(person_kinds))
     try:
         slot = form.build_slot(room)
-        rules.check_bookable(room, slot, now)
+        rules.check_bookable(room, slot, now, hidden_by_lottery=known.lottery)
     except BookingError as exc:
         flash(exc.message, "error")
         return redirect(_back_to_room(room_id, form, exc))
-    return _review_page(room, slot, form, now)
+    return _review_page(room, slot, form, now, known=known)
 
 
 def _chosen(form: ReserveForm) -> tuple[Group | None, ExemptionKind | None]:

@@ -137,6 +137,12 @@ class Room(db.Model):
     refund_tiers: Mapped[list["RefundTier"]] = relationship(
         cascade="all, delete-orphan", order_by="RefundTier.id"
     )
+    # Read only: the room's own tiers and its kind's together, so a page can load whichever applies with the
+    # room in one statement (joinedload) instead of asking for the kind's after finding the room has none.
+    policy_tiers: Mapped[list["RefundTier"]] = relationship(
+        primaryjoin="or_(foreign(RefundTier.room_id) == Room.id, foreign(RefundTier.room_kind) == Room.kind)",
+        viewonly=True, order_by="RefundTier.id",
+    )
 
     def display_name(self, locale: str = "ja") -> str:
         return (self.name_en or self.name) if locale == "en" else self.name

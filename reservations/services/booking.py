@@ -7,9 +7,10 @@ rolls it back before raising BookingError("slot_taken").
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from flask import current_app
-from sqlalchemy import and_, event, exists, func, or_, select, text
+from sqlalchemy import and_, bindparam, event, exists, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from .groups import fee_residency, may_act_for
 from .ledger import lock_days
 from .no_shows import suspended_until
 from .pricing import quote
-from .rules import Slot, check_bookable, lottery_hides_clause, room_with_rules
+from .rules import Slot, check_bookable, lottery_hides_month, room_with_rules
 
 # Namespaces of our advisory locks: pg_advisory_xact_lock(namespace, room_id or user_id).
 ROOM_LOCK_NAMESPACE = 4201
@@ -87,18 +88,28 @@ class Standing:
 def standing(user: User, room_id: int, slot: Slot, now: datetime) -> Standing:
     """The resident's suspension and counts against the caps, the lottery's hold on the day, and whether the
     slot is taken, as one SELECT of scalar subqueries: one database round trip instead of seven."""
-    capped = counted_against_cap(user.id, now)
-    span = overlapping(room_id, slot.start_at, slot.end_at)
-    row = db.session.execute(select(
-        suspended_until(user.id, now),
+    row = db.session.execute(_standing_statement(), {
+        "user_id": user.id, "room_id": room_id, "start_at": slot.start_at, "end_at": slot.end_at, "now": now,
+        "month": slot.day.replace(day=1)}).one()
+    return Standing(*row[:4], *(bool(flag) for flag in row[4:]))
+
+
+@lru_cache(maxsize=1)
+def _standing_statement():
+    """standing's SELECT, built once with bound parameters: building its dozen subqueries for each hold cost
+    more than running them, and a statement object keeps its cache key (SQLAlchemy walks it once)."""
+    user_id, room_id, now = bindparam("user_id"), bindparam("room_id"), bindparam("now")
+    capped = counted_against_cap(user_id, now)
+    span = overlapping(room_id, bindparam("start_at"), bindparam("end_at"))
+    return select(
+        suspended_until(user_id, now),
         _count(capped),
         _count(capped, Booking.room_id == room_id),
-        _count(live_hold_clause(user.id, now)),
-        lottery_hides_clause(room_id, slot.day, now),
+        _count(live_hold_clause(user_id, now)),
+        lottery_hides_month(room_id, bindparam("month"), now),
         exists(select(Booking.id).where(span, active_clause(now))),
         exists(select(Booking.id).where(span, lapsed_hold_clause(now))),
-    )).one()
-    return Standing(*row[:4], *(bool(flag) for flag in row[4:]))
+    )
 
 
 def _advisory_lock(namespace: int, key: int) -> None:

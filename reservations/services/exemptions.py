@@ -12,7 +12,7 @@ from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
@@ -47,6 +47,13 @@ def eligible_kinds(group: Group | None) -> list[ExemptionKind]:
     kinds = db.session.scalars(select(ExemptionKind).where(ExemptionKind.active.is_(True))
                                .order_by(ExemptionKind.code)).all()
     return [k for k in kinds if who in k.eligible_list]
+
+
+def any_kind_for_clause(who: str):
+    """Whether eligible_kinds may find any kind for `who` (a group category, or INDIVIDUAL), as SQL (an EXISTS)
+    to ask beside other things. A kind whose list merely contains the word counts too: False is exact, True
+    means "look"."""
+    return exists(select(ExemptionKind.id).where(ExemptionKind.active.is_(True), ExemptionKind.eligible.contains(who)))
 
 
 def reduction_of(kind: ExemptionKind, full_fee: int) -> int:

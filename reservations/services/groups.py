@@ -10,7 +10,7 @@ from functools import partial
 from flask import current_app, render_template
 from flask_babel import force_locale, format_date
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..aftercommit import after_commit
@@ -43,12 +43,20 @@ def is_current(group: Group, today: date) -> bool:
 
 def acting_groups(user: User, today: date) -> list[Group]:
     """The current groups `user` may book or apply for: as representative, or as a listed member with this account."""
-    member_of = select(GroupMember.group_id).where(GroupMember.user_id == user.id)
-    groups = db.session.scalars(
-        select(Group).where(or_(Group.representative_id == user.id, Group.id.in_(member_of)),
-                            Group.status == GroupStatus.ACTIVE, Group.valid_until >= today)
-        .order_by(Group.name, Group.id)).all()
+    groups = db.session.scalars(select(Group).where(*_acting_for(user.id, today)).order_by(Group.name, Group.id)).all()
     return list(groups)
+
+
+def acts_for_any_clause(user_id, today):
+    """Whether acting_groups has any group, as SQL (an EXISTS) to ask beside other things; `user_id` and
+    `today` are values or bound parameters."""
+    return exists(select(Group.id).where(*_acting_for(user_id, today)))
+
+
+def _acting_for(user_id, today) -> tuple:
+    member_of = select(GroupMember.group_id).where(GroupMember.user_id == user_id)
+    return (or_(Group.representative_id == user_id, Group.id.in_(member_of)),
+            Group.status == GroupStatus.ACTIVE, Group.valid_until >= today)
 
 
 def may_act_for(user: User, group: Group, today: date) -> bool:

@@ -14,7 +14,7 @@ date (services.cancellation.cancel_for_ward_reason).
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from ..extensions import db
 from ..models import Booking, PaymentState, RefundTier, RefundUnit, Room, RoomKind
@@ -62,12 +62,22 @@ def kind_tiers(kind: str) -> list[Tier]:
     stored = db.session.scalars(select(RefundTier).where(RefundTier.room_kind == kind)).all()
     if stored:
         return [Tier(t.unit, t.count, t.percent) for t in stored]
+    return _defaults(kind)
+
+
+def _defaults(kind: str) -> list[Tier]:
     return [Tier(*t) for t in KIND_DEFAULTS.get(kind, GENERAL_DEFAULT)]
 
 
 def tiers_for(room: Room) -> list[Tier]:
-    """The room's tiers (its own, else its kind's), earliest cut-off first."""
-    tiers = [Tier(t.unit, t.count, t.percent) for t in room.refund_tiers] or kind_tiers(room.kind)
+    """The room's tiers (its own, else its kind's), earliest cut-off first. A room loaded with its
+    `policy_tiers` (both at once) is judged on them without asking the database."""
+    if "policy_tiers" not in inspect(room).unloaded:
+        own = [t for t in room.policy_tiers if t.room_id == room.id]
+        kinds = [t for t in room.policy_tiers if t.room_id is None and t.room_kind == room.kind]
+        tiers = [Tier(t.unit, t.count, t.percent) for t in own or kinds] or _defaults(room.kind)
+    else:
+        tiers = [Tier(t.unit, t.count, t.percent) for t in room.refund_tiers] or kind_tiers(room.kind)
     # A month is at least 28 days: ordering by it is exact for the usual tiers and only for
     # display when a months tier and a days tier nearly coincide.
     return sorted(tiers, key=lambda t: (-(t.count * 28 if t.unit == RefundUnit.MONTHS else t.count), -t.percent))

@@ -1,9 +1,10 @@
 """Calendar rules of a room: holidays, closures, the booking window and slots."""
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 import jpholiday
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
@@ -60,10 +61,23 @@ ROOM_RULES = (joinedload(Room.building), joinedload(Room.divisions), joinedload(
 def room_with_rules(room_id: int, *, fresh: bool = False, also=()) -> Room | None:
     """The room with what its rules read (and the loader options `also`), in one statement; `fresh` re-reads
     a room already in the session (under a lock taken since it was read)."""
-    query = select(Room).where(Room.id == room_id).options(*ROOM_RULES, *also)
-    if fresh:
-        query = query.execution_options(populate_existing=True)
-    return db.session.scalars(query).unique().one_or_none()
+    return db.session.scalars(room_statement(fresh, also), {"room_id": room_id}).unique().one_or_none()
+
+
+def room_with_rules_and(room_id: int, asked: tuple, params: dict, *, also=()) -> tuple | None:
+    """The room as room_with_rules loads it, and the scalar SQL expressions `asked` beside it in the same
+    statement (their bound parameters in `params`, the room's id as :room_id): (room, *values), or None."""
+    return db.session.execute(room_statement(False, also, asked), {"room_id": room_id, **params}).unique() \
+        .one_or_none()
+
+
+@lru_cache(maxsize=16)
+def room_statement(fresh: bool, also: tuple = (), asked: tuple = ()):
+    """room_with_rules' statement, built once per shape: a statement object keeps its cache key, so asking it
+    again costs SQLAlchemy neither building it nor walking it (callers pass module constants as `also` and
+    `asked`). The room's id is :room_id."""
+    query = select(Room, *asked).where(Room.id == bindparam("room_id")).options(*ROOM_RULES, *also)
+    return query.execution_options(populate_existing=True) if fresh else query
 
 
 def lottery_hides(room_id: int, day: date, now: datetime) -> bool:
@@ -75,9 +89,15 @@ def lottery_hides(room_id: int, day: date, now: datetime) -> bool:
 
 def lottery_hides_clause(room_id: int, day: date, now: datetime):
     """lottery_hides as SQL (an EXISTS), for a query that asks it beside other things."""
+    return lottery_hides_month(room_id, day.replace(day=1), now)
+
+
+def lottery_hides_month(room_id, month, now):
+    """lottery_hides_clause for the month beginning `month` (values, or bound parameters of a statement built
+    once)."""
     return exists(
         select(LotteryRoundRoom.round_id).join(LotteryRound)
-        .where(LotteryRoundRoom.room_id == room_id, LotteryRoundRoom.target_month == day.replace(day=1),
+        .where(LotteryRoundRoom.room_id == room_id, LotteryRoundRoom.target_month == month,
                LotteryRound.state != RoundState.RELEASED, LotteryRound.release_at > now))
 
 
