@@ -1,4 +1,5 @@
 """Blueprints, the language switch and error pages."""
+import time
 from urllib.parse import urlparse
 
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, session, url_for
@@ -6,7 +7,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .extensions import db
+from .extensions import db, limiter
 
 # The endpoints whose bodies are JSON: the payment page's fetch calls and the provider's events.
 JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "bookings.pay_by_link",
@@ -89,12 +90,16 @@ def register(app) -> None:
 
     @app.errorhandler(429)
     def too_many_requests(exc):
-        # Raised by the rate limits (reservations/limits.py); Flask-Limiter adds Retry-After after this.
+        # Raised by the rate limits (reservations/limits.py), with the limit that refused the request.
         rate_limit_hit()
         message = _("Too many attempts in a short time. Please wait a while and try again.")
         if request.is_json:  # the payment page's fetch calls show this in their alert
-            return jsonify(status="error", message=message, retry=False), 429
-        return render_template("error.html", message=message), 429
+            response = jsonify(status="error", message=message, retry=False)
+        else:
+            response = make_response(render_template("error.html", message=message))
+        response.status_code = 429
+        response.headers["Retry-After"] = str(_seconds_until_allowed())
+        return response
 
     @app.errorhandler(OperationalError)
     def database_unavailable(exc):
@@ -123,6 +128,16 @@ def register(app) -> None:
         # database has just terminated the connection (a restart), turning a page already rendered into
         # gunicorn's bare 500.
         _end_session_quietly()
+
+
+def _seconds_until_allowed() -> int:
+    """Seconds until the limit that refused this request lets it through again (at least 1; 60 if the storage
+    cannot say)."""
+    refused = limiter.current_limit
+    try:
+        return max(1, int(refused.reset_at - time.time())) if refused is not None else 60
+    except Exception:  # the storage is away: Flask-Limiter counts in memory meanwhile, and so we guess
+        return 60
 
 
 def _end_session_quietly() -> None:

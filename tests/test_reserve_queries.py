@@ -12,7 +12,9 @@ from reservations.extensions import db
 from reservations.models import Booking, BookingState, Payment
 from tests.helpers import booking_day, statements
 
-REVIEW_MAX, RESERVE_MAX = 2, 8  # the review page: the user, then the room with all the page asks (no groups, no kinds)
+# The review page: the user, then the catalog's token with all the page asks (no groups, no kinds); the first
+# review of a room since the catalog changed also reads the room, which the process then keeps.
+REVIEW_MAX, RESERVE_MAX = 2, 8
 
 
 @pytest.fixture
@@ -65,7 +67,8 @@ def test_a_win_and_a_loss_each_take_a_few_statements(app, client, localstripe, m
     assert "/pay" in win_to and "/days/" in loss_to  # the winner pays; the loser is sent back to the day
     [booking] = db.session.scalars(select(Booking)).all()
     assert booking.state == BookingState.HELD and db.session.scalar(select(Payment.booking_id)) == booking.id
-    assert len(win_review) == len(loss_review) <= REVIEW_MAX, win_review
+    assert len(win_review) == REVIEW_MAX + 1 and "FROM rooms" in win_review[-1], win_review  # read, then kept
+    assert len(loss_review) <= REVIEW_MAX and not any("FROM rooms" in q for q in loss_review), loss_review
     assert len(win_reserve) <= RESERVE_MAX, win_reserve
     assert len(loss_reserve) <= RESERVE_MAX - 3, loss_reserve
     # Nothing is read again once the answer is decided: the last statement of a win is its last write.

@@ -30,7 +30,7 @@ from ..models import (
 )
 from ..payments import GatewayError, get_gateway
 from ..public.labels import catalog_lang
-from ..public.routes import MAX_ID, room_asking_or_404, room_or_404, row_or_404
+from ..public.routes import MAX_ID, row_or_404
 from ..services import (
     audit_trail,
     cancellation,
@@ -151,16 +151,25 @@ class Known:
 
 
 ASK_EACH = Known()
-REVIEW_ROOM = (joinedload(Room.policy_tiers),)  # its own refund tiers and its kind's, for its refund schedule
 
 
 @lru_cache(maxsize=1)
-def _review_facts() -> tuple:
-    """Known's three questions as SQL, asked beside the room (rules.room_with_rules_and), built once with bound
-    parameters (:room_id, :month, :now, :user_id, :today)."""
-    return (rules.lottery_hides_month(bindparam("room_id"), bindparam("month"), bindparam("now")),
-            groups_service.acts_for_any_clause(bindparam("user_id"), bindparam("today")),
-            exemptions.any_kind_for_clause(exemptions.INDIVIDUAL))
+def _review_facts():
+    """The catalog's token and Known's three questions in one SELECT, built once with bound parameters
+    (:room_id, :month, :now, :user_id, :today)."""
+    return select(rules.catalog_token_clause(),
+                  rules.lottery_hides_month(bindparam("room_id"), bindparam("month"), bindparam("now")),
+                  groups_service.acts_for_any_clause(bindparam("user_id"), bindparam("today")),
+                  exemptions.any_kind_for_clause(exemptions.INDIVIDUAL))
+
+
+def _kept_room_or_404(room_id: int, token: str | None) -> Room:
+    """An active room with its rules and refund tiers, as this process keeps it for the catalog's `token`
+    (rules.cached_room_with_rules), or 404."""
+    room = rules.cached_room_with_rules(room_id, token) if 0 < room_id <= MAX_ID else None
+    if room is None or not room.active:
+        abort(404)
+    return room
 
 
 def _offer(room: Room, slot: rules.Slot, form: ReviewForm, now, known: Known = ASK_EACH) -> Offer:
@@ -229,11 +238,12 @@ def review(room_id: int):
     form = ReviewForm(request.args, meta={"csrf": False})
     now = now_utc()
     day, today = form.date.data, business_date(now)
-    # The room and everything else the page asks the database, but the resident's groups and exemption kinds
-    # when there are any, in one statement.
-    room, lottery, groups, person_kinds = room_asking_or_404(
-        room_id, _review_facts(), {"month": (day or today).replace(day=1), "now": now, "user_id": current_user.id,
-                                   "today": today}, also=REVIEW_ROOM)
+    # Everything the page asks the database, but the resident's groups and exemption kinds when there are any,
+    # in one statement; the room is the one this process keeps while the catalog's token is unchanged.
+    token, lottery, groups, person_kinds = db.session.execute(_review_facts(), {
+        "room_id": room_id if 0 < room_id <= MAX_ID else 0, "month": (day or today).replace(day=1), "now": now,
+        "user_id": current_user.id, "today": today}).one()
+    room = _kept_room_or_404(room_id, token)
     known = Known(bool(lottery) if day is not None else None, bool(groups), bool(person_kinds))
     try:
         slot = form.build_slot(room)
@@ -262,11 +272,13 @@ def _chosen(form: ReserveForm) -> tuple[Group | None, ExemptionKind | None]:
 
 
 def _room_under_hold_locks(room_id: int) -> Room:
-    """The room, read after the hold's locks are taken (booking_service.lock_for_hold): the hold is judged
-    on it as it is, and place_hold neither locks again nor reads it a second time."""
-    if 0 < room_id <= MAX_ID:  # the lock's key is an int4
-        booking_service.lock_for_hold(current_user.id, room_id)
-    return room_or_404(room_id, with_rules=True)
+    """The room as it is once the hold's locks are taken (booking_service.lock_for_hold): the catalog's token,
+    read under them, says whether the room this process keeps is still the room. The hold is judged on it, and
+    place_hold neither locks again nor reads it a second time."""
+    if not 0 < room_id <= MAX_ID:  # the lock's key is an int4
+        abort(404)
+    booking_service.lock_for_hold(current_user.id, room_id)
+    return _kept_room_or_404(room_id, rules.catalog_token())
 
 
 @bp.post("/rooms/<int:room_id>/book")

@@ -36,7 +36,7 @@ from .lottery import (
     Outcome,
     RoundState,
 )
-from .ops import JobRun
+from .ops import CatalogVersion, JobRun
 from .payment import (
     AttentionCase,
     Dispute,
@@ -77,6 +77,7 @@ __all__ = [
     "BookingKind",
     "BookingState",
     "Building",
+    "CatalogVersion",
     "Closure",
     "DayClose",
     "LedgerSettlement",

@@ -30,3 +30,16 @@ class JobRun(db.Model):
     seconds: Mapped[float | None]
     outcome: Mapped[str] = mapped_column(String(16), default="running")
     result: Mapped[str] = mapped_column(Text, default="")
+
+
+class CatalogVersion(db.Model):
+    """One row whose token changes, by trigger, with every write to the tables a room's booking rules are read
+    from (rooms, buildings, divisions, closures, refund_tiers): a process may keep a room it read with those
+    rules for as long as the token is the one it read before it (services/rules.py, cached_room_with_rules).
+    The database writes it, whoever changes the catalog (the app, the importer, a person at psql); no row yet
+    (an empty database) means "keep nothing"."""
+    __tablename__ = "catalog_version"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    token: Mapped[str] = mapped_column(String(40))

@@ -41,15 +41,6 @@ def room_or_404(room_id: int, *, with_rules: bool = False, also=()) -> Room:
     return room
 
 
-def room_asking_or_404(room_id: int, asked: tuple, params: dict, *, also=()) -> tuple:
-    """room_or_404 with its rules, and the scalar SQL expressions `asked` (bound parameters in `params`) in the
-    same statement (rules.room_with_rules_and): (room, *values)."""
-    row = rules.room_with_rules_and(room_id, asked, params, also=also) if 0 < room_id <= MAX_ID else None
-    if row is None or not row[0].active:
-        abort(404)
-    return tuple(row)
-
-
 @dataclass(frozen=True)
 class Fee:
     amount: int

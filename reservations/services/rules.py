@@ -4,11 +4,12 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
 import jpholiday
+from flask import current_app
 from sqlalchemy import bindparam, exists, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from ..extensions import db
-from ..models import Closure, ClosureKind, Letting, LotteryRound, LotteryRoundRoom, Room, RoundState
+from ..models import CatalogVersion, Closure, ClosureKind, Letting, LotteryRound, LotteryRoundRoom, Room, RoundState
 from ..timeutil import TOKYO, at_tokyo, shift_months
 from .errors import BookingError
 
@@ -64,19 +65,52 @@ def room_with_rules(room_id: int, *, fresh: bool = False, also=()) -> Room | Non
     return db.session.scalars(room_statement(fresh, also), {"room_id": room_id}).unique().one_or_none()
 
 
-def room_with_rules_and(room_id: int, asked: tuple, params: dict, *, also=()) -> tuple | None:
-    """The room as room_with_rules loads it, and the scalar SQL expressions `asked` beside it in the same
-    statement (their bound parameters in `params`, the room's id as :room_id): (room, *values), or None."""
-    return db.session.execute(room_statement(False, also, asked), {"room_id": room_id, **params}).unique() \
-        .one_or_none()
+# What a kept room is loaded with: the rules, and its own refund tiers and its kind's (its refund schedule).
+KEPT_ROOM = (joinedload(Room.policy_tiers),)
+KEPT_ROOMS_MAX = 5000  # rooms one process keeps; a ward has a few hundred
+
+
+def catalog_token_clause():
+    """The catalog's version token (models.CatalogVersion) as a scalar subquery, NULL before the first write."""
+    return select(CatalogVersion.token).where(CatalogVersion.id == 1).scalar_subquery()
+
+
+def catalog_token() -> str | None:
+    return db.session.scalar(select(catalog_token_clause()))
+
+
+def cached_room_with_rules(room_id: int, token: str | None) -> Room | None:
+    """The room with its rules and refund tiers (KEPT_ROOM), as room_with_rules reads it, kept by this app while
+    the catalog's token stays `token`, which the caller read in this transaction before calling.
+
+    Building the room's objects from a joined statement is most of what a booking request spends on the room.
+    Every write to the tables it is built from gives the catalog a new token (migration 0014), so a kept room is
+    the room as of the token: read after the hold's locks (the room's rules change under the room's lock), it is
+    the room as it is. The token is read before the room, so a room changed between the two is kept under the
+    older token and read again next time, never the reverse.
+
+    A kept room is read in a session of its own on the request's connection (the same transaction) and closed
+    at once: detached, with everything KEPT_ROOM loads, read by many requests and written by none. Only the
+    resident's review and reserve requests use it."""
+    kept = current_app.extensions.setdefault("kept_rooms", {})
+    hit = kept.get(room_id) if token is not None else None
+    if hit is not None and hit[0] == token:
+        return hit[1]
+    with Session(bind=db.session.connection(), autoflush=False) as own:
+        room = own.scalars(room_statement(False, KEPT_ROOM), {"room_id": room_id}).unique().one_or_none()
+    if token is not None and room is not None:
+        if len(kept) >= KEPT_ROOMS_MAX:
+            kept.clear()
+        kept[room_id] = (token, room)
+    return room
 
 
 @lru_cache(maxsize=16)
-def room_statement(fresh: bool, also: tuple = (), asked: tuple = ()):
+def room_statement(fresh: bool, also: tuple = ()):
     """room_with_rules' statement, built once per shape: a statement object keeps its cache key, so asking it
-    again costs SQLAlchemy neither building it nor walking it (callers pass module constants as `also` and
-    `asked`). The room's id is :room_id."""
-    query = select(Room, *asked).where(Room.id == bindparam("room_id")).options(*ROOM_RULES, *also)
+    again costs SQLAlchemy neither building it nor walking it (callers pass module constants as `also`). The
+    room's id is :room_id."""
+    query = select(Room).where(Room.id == bindparam("room_id")).options(*ROOM_RULES, *also)
     return query.execution_options(populate_existing=True) if fresh else query
 
 
