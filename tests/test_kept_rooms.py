@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from reservations.extensions import db
 from reservations.models import Closure, ClosureKind, RefundTier
+from reservations.services import booking as booking_service
 from reservations.services import rules
 from tests.helpers import booking_day
 
@@ -104,3 +105,23 @@ def test_an_inactive_or_unknown_room_is_a_404_even_once_kept(app, client, room, 
     assert review(client, room.id, day).status_code == 404
     assert review(client, room.id + 1000, day).status_code == 404
     assert client.get(f"/rooms/{2**31}/book?date={day.isoformat()}&divisions=MORNING").status_code == 404
+
+
+def test_reading_a_room_to_keep_it_leaves_the_holds_transaction_and_locks_alone(app, room, make_user):
+    """A reserve whose room is not kept yet reads it in a session of its own on the request's connection: that
+    session's end must neither end the request's transaction nor let go of the hold's locks taken before it."""
+    user = make_user(email="resident@example.com")
+    app.extensions.pop("kept_rooms", None)
+    booking_service.lock_for_hold(user.id, room.id)
+    connection = db.session.connection()
+    transaction = connection.get_transaction()
+
+    kept = rules.cached_room_with_rules(room.id, rules.catalog_token())
+
+    assert kept is not None and kept.id == room.id and app.extensions["kept_rooms"][room.id][1] is kept
+    assert db.session.connection() is connection and connection.get_transaction() is transaction
+    assert transaction.is_active
+    if db.engine.dialect.name == "postgresql":
+        assert db.session.scalar(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()")) == 2
+    db.session.rollback()
