@@ -1,5 +1,7 @@
 """What every benchmark shares: one JSON line of figures, with the machine it ran on.
 
+`free_port()` and `start_localstripe()` serve the benchmarks that start servers of their own.
+
 `emit(record)` prints the line on stdout and, when BENCH_RESULTS names a file (`make bench` sets it to
 bench/results/<date>-<host>.jsonl), appends the same line there, so each run's lines can be committed.
 Absolute times on a shared 2-core machine are noise: every benchmark reports ratios measured in the same run.
@@ -8,13 +10,36 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_localstripe() -> tuple[subprocess.Popen, str]:
+    """localstripe (the app's fake Stripe) on a free port of 127.0.0.1: the process and its base URL. Its output
+    is read on a thread of its own once it has started, so a full pipe never stops it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "reservations.payments.localstripe_server", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    for line in proc.stdout:
+        if "Running on" in line:
+            break
+    else:
+        raise SystemExit("localstripe did not start")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def machine() -> dict:

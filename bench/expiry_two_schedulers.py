@@ -19,8 +19,6 @@ out of its open state), which must be 0.
 import argparse
 import logging
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +33,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import start_localstripe  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import insert, text, update  # noqa: E402
 
@@ -46,25 +45,6 @@ from reservations.payments.stripe_gateway import StripeGateway  # noqa: E402
 
 ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOMS = 50
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_localstripe() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "reservations.payments.localstripe_server", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if "Running on" in line:
-            break
-    else:
-        raise SystemExit("localstripe did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def seed(app, holds: int, share: float) -> list[int]:

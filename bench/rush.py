@@ -16,7 +16,8 @@ resident:
    signin_per_s (signed in / wall time), signin_p50_ms and signin_p99_ms (both requests), signin_errors_5xx,
    signin_cpu_ms_per_signin (server CPU, as below).
 2. trivial baseline: every client GETs /account/profile (the lightest signed-in page: the user loader's one
-   query and a form) in a loop for --trivial-seconds: trivial_rps.
+   query and a form) in a loop for --trivial-seconds: trivial_rps, and trivial_app_cpu_ms and
+   trivial_pg_cpu_ms, the server CPU of one such request (as below), to set an attempt's CPU beside.
 3. the rush: once every client is waiting, all are released together; each makes one attempt, as the room
    page's form leads it: GET /rooms/<id>/book?date=&divisions= (the review page), read the CSRF token and
    expected_price from its form, POST it. attempts_per_s = attempts / wall time of the rush;
@@ -59,7 +60,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -75,7 +75,7 @@ from types import SimpleNamespace
 import httpx
 import psycopg
 import redis
-from _common import ROOT, emit
+from _common import ROOT, emit, free_port, start_localstripe
 from rush_seed import PASSWORD, Plan, seed
 from sqlalchemy import event
 
@@ -96,12 +96,6 @@ WON = re.compile(r"/bookings/\d+")
 
 def log(*parts, sep: str = " ") -> None:
     print(*parts, sep=sep, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def db_url(name: str, *, driver: str = "postgresql") -> str:
@@ -158,19 +152,6 @@ class CpuMeter:
 
 
 # --- the server -------------------------------------------------------------------
-
-
-def start_localstripe() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "reservations.payments.localstripe_server", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    for line in proc.stdout:
-        if "Running on" in line:
-            break
-    else:
-        raise SystemExit("localstripe did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def app_settings(database: str, payments: bool, stripe_url: str, outbox: str) -> dict[str, str]:

@@ -118,17 +118,12 @@ def lottery_hides(room_id: int, day: date, now: datetime) -> bool:
     """Whether the day is kept from first-come booking: a round lets it and has not been released.
 
     By the clock as well as the state: at release_at it opens, whether or not the job has run."""
-    return bool(db.session.scalar(select(lottery_hides_clause(room_id, day, now))))
-
-
-def lottery_hides_clause(room_id: int, day: date, now: datetime):
-    """lottery_hides as SQL (an EXISTS), for a query that asks it beside other things."""
-    return lottery_hides_month(room_id, day.replace(day=1), now)
+    return bool(db.session.scalar(select(lottery_hides_month(room_id, day.replace(day=1), now))))
 
 
 def lottery_hides_month(room_id, month, now):
-    """lottery_hides_clause for the month beginning `month` (values, or bound parameters of a statement built
-    once)."""
+    """lottery_hides for the days of the month beginning `month`, as SQL (an EXISTS) for a query that asks it
+    beside other things; the arguments are values, or bound parameters of a statement built once."""
     return exists(
         select(LotteryRoundRoom.round_id).join(LotteryRound)
         .where(LotteryRoundRoom.room_id == room_id, LotteryRoundRoom.target_month == month,
