@@ -37,8 +37,9 @@ process's own CPU, which shares the machine's cores with the server.
 queries_per_attempt: pg_stat_statements is not preloaded on the local server, and the app has no query
 counter, so the statements are counted in this process: after the rush, the same app (create_app, same
 database and settings) serves one winning and one losing attempt (GET review + POST reserve, signed in
-beforehand) through the Flask test client, with a SQLAlchemy before_cursor_execute counter plus one per pool
-checkout (pool_pre_ping's SELECT 1, which no event sees). BEGIN/COMMIT/ROLLBACK are not counted.
+beforehand) through the Flask test client, with a SQLAlchemy before_cursor_execute counter plus one for each
+liveness ping at a pool checkout (reservations/pool.py: only of a connection the server has spoken to; the
+dialect's do_ping, which no event sees). BEGIN/COMMIT/ROLLBACK are not counted.
 queries_per_win and queries_per_loss are reported, queries_per_attempt is the larger.
 
 --runs K repeats the whole (fresh database and seed each time) and reports the median of each figure.
@@ -345,7 +346,8 @@ def queries_per_attempt(database: str, settings: dict, plan: Plan) -> dict[str, 
         engine = db.engine
     seen, counted = Counter(), {}
     event.listen(engine, "before_cursor_execute", lambda *a: seen.update(["statement"]))
-    event.listen(engine.pool, "checkout", lambda *a: seen.update(["ping"]))
+    ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda connection: seen.update(["ping"]) or ping(connection)
     for email, expected, name in zip(plan.probe_emails, ("won", "lost"), ("win", "loss"), strict=True):
         client = app.test_client()
         page = client.get("/account/login")

@@ -3,10 +3,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel import support
-from flask import Flask, current_app, has_request_context, request, session
-from flask_babel import get_locale
+from flask import Flask, current_app, g, has_app_context, has_request_context, request, session
+from flask_babel import get_locale, get_translations
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from jinja2 import FileSystemBytecodeCache
 from sqlalchemy import event
 from wtforms.i18n import messages_path
 
@@ -48,7 +49,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Flask-WTF reads WTForms' own catalog from disk in every request that builds a form; it takes the
     # request's `wtforms_translations` when set, so give it one that reads each language once per process.
     app.before_request(lambda: setattr(request, "wtforms_translations", WTFORMS_TRANSLATIONS))
+    # Flask-Babel's template callables look the locale and its catalog up through several context proxies for
+    # each string, a tenth of a page's CPU; these find the request's catalog once per locale (_page_catalog).
+    if app.config["TEMPLATE_BYTECODE_DIR"]:
+        app.jinja_env.bytecode_cache = TemplateBytecode(app.config["TEMPLATE_BYTECODE_DIR"])
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _page_catalog().ugettext(s),
+        ngettext=lambda s, p, n: _page_catalog().ungettext(s, p, n),
+        pgettext=lambda c, s: _page_catalog().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _page_catalog().unpgettext(c, s, p, n),
+        newstyle=True,
+    )
     with app.app_context():
+        from . import pool
+
+        pool.install(db.engine)  # instead of pool_pre_ping: reservations/pool.py
         if db.engine.dialect.name == "sqlite":
             _serialise_sqlite_writes(db.engine)
 
@@ -68,6 +83,32 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
+class TemplateBytecode(FileSystemBytecodeCache):
+    """Jinja's compiled templates on disk, keyed by each template's name and the checksum of its source (and the
+    Python version), so an edited template is compiled again. Each file is written to a temporary name and
+    renamed, so processes sharing the folder never read half of one. A folder that cannot be made, read or
+    written costs the compile it would have saved, never a page."""
+
+    def __init__(self, directory: str):
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # every load and dump below then fails quietly
+        super().__init__(directory)
+
+    def load_bytecode(self, bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except OSError:
+            pass
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
 @lru_cache(maxsize=8)
 def _wtforms_catalog(locale: str) -> support.Translations:
     return support.Translations.load(messages_path(), [locale], domain="wtforms")
@@ -85,6 +126,21 @@ class _WTFormsTranslations:
 
 
 WTFORMS_TRANSLATIONS = _WTFormsTranslations()
+
+
+def _page_catalog() -> support.NullTranslations:
+    """The catalog of the locale Flask-Babel chose for this context, kept beside that choice in its own context
+    object (g._flask_babel) and used while the choice is the same object: force_locale (a mail in the
+    recipient's language) puts another locale there and then the original back, and refresh() removes it."""
+    chosen = g.get("_flask_babel") if has_app_context() else None
+    kept = getattr(chosen, "page_catalog", None)
+    if kept is not None and kept[0] is getattr(chosen, "babel_locale", None):
+        return kept[1]
+    catalog = get_translations()
+    chosen = g.get("_flask_babel") if has_app_context() else None
+    if chosen is not None and getattr(chosen, "babel_locale", None) is not None:
+        chosen.page_catalog = (chosen.babel_locale, catalog)
+    return catalog
 
 
 def select_locale() -> str:

@@ -105,8 +105,9 @@ def register(app) -> None:
     def database_unavailable(exc):
         # The database is away for a moment (a restart, a failover, a crash and its recovery): a 503 that says
         # to try again, not a bare 500. What the request had not committed is rolled back; the pool drops the
-        # dead connection and pool_pre_ping finds a live one for the next request, so the app recovers by
-        # itself (tests/drills/test_postgres_restart.py). Handled, Flask would not log it: logged here.
+        # dead connection, and at checkout any it kept that the server ended is replaced (reservations/pool.py),
+        # so the app recovers by itself (tests/drills/test_postgres_restart.py). Handled, Flask would not log
+        # it: logged here.
         app.logger.warning("database unavailable on %s %s: %s", request.method, request.path,
                            (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0])
         _end_session_quietly()

@@ -6,7 +6,7 @@ postgres user when run as root) so that stopping and crashing it touches nobody 
 One `gunicorn wsgi:app` (2 sync workers) serves it; the rate limits count in memory (one server, and the
 per-address limits raised: every resident comes from 127.0.0.1). A steady load of residents signs in and
 reserves distinct divisions while the server is restarted with `pg_ctl restart -m fast`, then with
-`-m immediate` (a crash: recovery from the WAL). The app must answer again by itself (pool_pre_ping), keep
+`-m immediate` (a crash: recovery from the WAL). The app must answer again by itself (reservations/pool.py), keep
 every booking it said was made, show a clear 503 page while the database is away (never a traceback), and
 keep its processes.
 """
@@ -250,3 +250,41 @@ def test_a_connection_the_database_ends_after_the_page_was_made_still_sends_the_
         assert db.session.execute(text("SELECT 1")).scalar() == 1  # the pool's next connection is a live one
         db.session.remove()
         db.engine.dispose()
+
+
+def _backend_pid(app) -> int:
+    from reservations.extensions import db
+
+    with app.app_context():
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        db.session.remove()
+    return pid
+
+
+def test_a_pooled_connection_is_pinged_only_once_the_server_has_ended_it(database_urls, monkeypatch):
+    """reservations/pool.py: a live idle connection is handed out without a round trip; one whose backend was
+    terminated while it sat in the pool is found out at checkout and replaced, and the request never sees it."""
+    from reservations.extensions import db
+
+    app = outage_app(database_urls["postgresql"])
+    with app.app_context():
+        engine = db.engine
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn))
+    try:
+        first = _backend_pid(app)
+        assert _backend_pid(app) == first and pings == []  # the same live connection, never pinged
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
+            # pg_terminate_backend returns once the signal is sent: wait for the backend to be gone.
+            wait_until(lambda: admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                             (first,)).fetchone()[0] == 0, timeout=10)
+
+        second = _backend_pid(app)  # no OperationalError: the dead connection was replaced before use
+        assert second != first and len(pings) == 1
+        assert _backend_pid(app) == second and len(pings) == 1
+    finally:
+        with app.app_context():
+            db.engine.dispose()
