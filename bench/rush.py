@@ -3,14 +3,15 @@
 Usage: .venv/bin/python bench/rush.py [--residents 300] [--divisions 30] [--workers 4] [--runs 1]
                                       [--port 0] [--trivial-seconds 5] [--payments on|off] [--profile]
 
-Each run builds a fresh PostgreSQL database with the migrations (on TEST_PG_ADMIN_URL's server, dropped
-at the end), seeds it (bench/rush_seed.py: `--divisions` hot divisions of one bookable day, each wanted by
-residents / divisions residents), and serves it with gunicorn (`-w WORKERS`, sync workers, APP_ENV=development,
-rate limits in Redis db RUSH_REDIS_DB (default 13, flushed before and after) with every limit raised, since
-all residents come from 127.0.0.1). With payments on (the default) a won hold is a held booking with a new
-payment: the reserve request asks nothing of the provider (the pay page, not opened here, would); localstripe
-runs only so /healthz finds the provider. Then, with asyncio and httpx, one client (and cookie jar) per
-resident:
+Each run builds a fresh PostgreSQL database with the migrations (on TEST_PG_ADMIN_URL's server, dropped at the
+end), seeds it (bench/rush_seed.py: `--divisions` hot divisions of one bookable day, each wanted by residents
+/ divisions residents), and serves it with gunicorn (`-w WORKERS`, sync workers, the deployment's hooks in
+deploy/gunicorn.conf.py, so each worker warms up before its first request (reservations/warmup.py),
+APP_ENV=development, rate limits in Redis db RUSH_REDIS_DB (default 13, flushed before and after) with every
+limit raised, since all residents come from 127.0.0.1). With payments on (the default) a won hold is a held
+booking with a new payment: the reserve request asks nothing of the provider (the pay page, not opened here,
+would); localstripe runs only so /healthz finds the provider. Then, with asyncio and httpx, one client (and
+cookie jar) per resident:
 
 1. sign-in storm: every resident at once GETs /account/login for its CSRF token and POSTs the form:
    signin_per_s (signed in / wall time), signin_p50_ms and signin_p99_ms (both requests), signin_errors_5xx,
@@ -36,10 +37,10 @@ process's own CPU, which shares the machine's cores with the server.
 
 queries_per_attempt: pg_stat_statements is not preloaded on the local server, and the app has no query
 counter, so the statements are counted in this process: after the rush, the same app (create_app, same
-database and settings) serves one winning and one losing attempt (GET review + POST reserve, signed in
-beforehand) through the Flask test client, with a SQLAlchemy before_cursor_execute counter plus one for each
-liveness ping at a pool checkout (reservations/pool.py: only of a connection the server has spoken to; the
-dialect's do_ping, which no event sees). BEGIN/COMMIT/ROLLBACK are not counted.
+database and settings, warmed up as the workers are) serves one winning and one losing attempt (GET review +
+POST reserve, signed in beforehand) through the Flask test client, with a SQLAlchemy before_cursor_execute
+counter plus one for each liveness ping at a pool checkout (reservations/pool.py: only of a connection the
+server has spoken to; the dialect's do_ping, which no event sees). BEGIN/COMMIT/ROLLBACK are not counted.
 queries_per_win and queries_per_loss are reported, queries_per_attempt is the larger.
 
 --runs K repeats the whole (fresh database and seed each time) and reports the median of each figure.
@@ -82,6 +83,7 @@ from sqlalchemy import event
 
 from reservations import create_app
 from reservations.extensions import db
+from reservations.warmup import warm
 
 ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_DB = int(os.environ.get("RUSH_REDIS_DB", "13"))
@@ -169,8 +171,9 @@ def app_settings(database: str, payments: bool, stripe_url: str, outbox: str) ->
 def start_gunicorn(settings: dict, workers: int, port: int, logfile) -> subprocess.Popen:
     env = {**os.environ, **settings}
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-         "wsgi:app"], cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+        [str(ROOT / ".venv/bin/gunicorn"), "--config", str(ROOT / "deploy/gunicorn.conf.py"), "-w", str(workers),
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -342,6 +345,7 @@ def queries_per_attempt(database: str, settings: dict, plan: Plan) -> dict[str, 
                       "PAYMENTS_ENABLED": settings["PAYMENTS_ENABLED"] == "1",
                       "STRIPE_API_BASE": settings["STRIPE_API_BASE"], "MAIL_OUTBOX_DIR": settings["MAIL_OUTBOX_DIR"]})
     logging.getLogger("reservations.requests").setLevel(logging.WARNING)  # the request lines of this probe
+    warm(app)  # as the server's workers are before their first request (deploy/gunicorn.conf.py)
     with app.app_context():
         engine = db.engine
     seen, counted = Counter(), {}

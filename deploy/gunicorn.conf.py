@@ -16,3 +16,12 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """A new worker, before its first request: templates, locale data, the booking path's SQL and the rooms
+    residents book, done now rather than while the first residents wait (reservations/warmup.py). Reads
+    only; a database that does not answer leaves the worker cold, not down."""
+    from reservations.warmup import warm
+
+    warm(worker.wsgi)

@@ -125,3 +125,46 @@ def test_reading_a_room_to_keep_it_leaves_the_holds_transaction_and_locks_alone(
         assert db.session.scalar(text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()")) == 2
     db.session.rollback()
+
+
+def _reserve(client, room_id: int, day, division: str, price: int):
+    return client.post(f"/rooms/{room_id}/book", data={"date": day.isoformat(), "divisions": division,
+                                                       "expected_price": str(price)})
+
+
+def test_a_reserve_that_is_first_to_meet_a_change_judges_the_room_as_it_is_now(app, client, room, login_as,
+                                                                               make_user):
+    """The reserve takes the kept room as it is and learns the catalog's token with its standing, under the
+    locks: a fee changed since the room was kept is the price it judges, not the kept one."""
+    login_as(make_user(email="resident@example.com"))
+    day = booking_day()
+    page = review(client, room.id, day)
+    price = int(re.search(r'name="expected_price"[^>]*value="(\d+)"', page.get_data(as_text=True)).group(1))
+    kept = app.extensions["kept_rooms"][room.id][1]
+    db.session.execute(text("UPDATE divisions SET weekday_fee = weekday_fee + 500, holiday_fee = holiday_fee + 500 "
+                            "WHERE room_id = :room"), {"room": room.id})
+    db.session.commit()
+
+    answer = _reserve(client, room.id, day, "MORNING", price)  # the price the resident saw, now out of date
+
+    assert answer.status_code == 302 and "/book?" in answer.headers["Location"]  # back to the review: new price
+    assert db.session.scalar(text("SELECT count(*) FROM bookings")) == 0
+    assert app.extensions["kept_rooms"][room.id][1] is not kept
+    assert _reserve(client, room.id, day, "MORNING", price + 500).status_code == 302
+    assert db.session.scalar(text("SELECT price FROM bookings WHERE state = 'confirmed'")) == price + 500
+
+
+def test_a_reserve_refused_by_a_kept_room_asks_the_room_as_it_is_now(app, client, room, login_as, make_user):
+    """A division added since the room was kept: the kept room does not know it, so before refusing the
+    reserve checks the token, reads the room again and books the new division."""
+    login_as(make_user(email="resident@example.com"))
+    day = booking_day()
+    assert review(client, room.id, day).status_code == 200
+    db.session.execute(text("INSERT INTO divisions (room_id, code, position, start_time, end_time, weekday_fee, "
+                            "holiday_fee) VALUES (:room, 'LATE', 3, '21:00', '22:00', 700, 700)"), {"room": room.id})
+    db.session.commit()
+
+    answer = _reserve(client, room.id, day, "LATE", 700)
+
+    assert answer.status_code == 302 and "/bookings/" in answer.headers["Location"], answer.headers["Location"]
+    assert db.session.scalar(text("SELECT division_codes FROM bookings WHERE state = 'confirmed'")) == "LATE"

@@ -163,6 +163,14 @@ def _review_facts():
                   exemptions.any_kind_for_clause(exemptions.INDIVIDUAL))
 
 
+def review_facts(room_id: int, user_id: int, day, now) -> tuple:
+    """The catalog's token, whether a lottery keeps the day's month, whether the user acts for any group, and
+    whether any exemption kind is for a person (_review_facts)."""
+    return tuple(db.session.execute(_review_facts(), {
+        "room_id": room_id, "month": day.replace(day=1), "now": now, "user_id": user_id,
+        "today": business_date(now)}).one())
+
+
 def _kept_room_or_404(room_id: int, token: str | None) -> Room:
     """An active room with its rules and refund tiers, as this process keeps it for the catalog's `token`
     (rules.cached_room_with_rules), or 404."""
@@ -240,9 +248,8 @@ def review(room_id: int):
     day, today = form.date.data, business_date(now)
     # Everything the page asks the database, but the resident's groups and exemption kinds when there are any,
     # in one statement; the room is the one this process keeps while the catalog's token is unchanged.
-    token, lottery, groups, person_kinds = db.session.execute(_review_facts(), {
-        "room_id": room_id if 0 < room_id <= MAX_ID else 0, "month": (day or today).replace(day=1), "now": now,
-        "user_id": current_user.id, "today": today}).one()
+    token, lottery, groups, person_kinds = review_facts(room_id if 0 < room_id <= MAX_ID else 0, current_user.id,
+                                                        day or today, now)
     room = _kept_room_or_404(room_id, token)
     known = Known(bool(lottery) if day is not None else None, bool(groups), bool(person_kinds))
     try:
@@ -271,34 +278,63 @@ def _chosen(form: ReserveForm) -> tuple[Group | None, ExemptionKind | None]:
     return group, kind
 
 
-def _room_under_hold_locks(room_id: int) -> Room:
-    """The room as it is once the hold's locks are taken (booking_service.lock_for_hold): the catalog's token,
-    read under them, says whether the room this process keeps is still the room. The hold is judged on it, and
-    place_hold neither locks again nor reads it a second time."""
+def _room_under_hold_locks(room_id: int) -> tuple[Room, str | None]:
+    """The room a reserve judges its hold on, once the hold's locks are taken (booking_service.lock_for_hold),
+    and the catalog token it is kept under when that is still to be checked.
+
+    The room this process keeps is taken as it is, and the standing that place_hold reads under the locks
+    brings the catalog's token with it (one round trip fewer): a token that is not the kept one means the room
+    changed, and place_hold raises StaleRoom before it judges anything (reserve then reads the room again). A
+    room not kept yet, or kept inactive, is read now, after the token (rules.cached_room_with_rules), and needs
+    no check. Either way place_hold neither locks again nor reads the room a second time."""
     if not 0 < room_id <= MAX_ID:  # the lock's key is an int4
         abort(404)
     booking_service.lock_for_hold(current_user.id, room_id)
-    return _kept_room_or_404(room_id, rules.catalog_token())
+    kept = rules.kept_room(room_id)
+    if kept is not None and kept[1].active:
+        return kept[1], kept[0]
+    return _kept_room_or_404(room_id, rules.catalog_token()), None
+
+
+def _still_the_room(room_id: int, guessed: str | None) -> None:
+    """Before a refusal that was judged on a kept room whose token is not checked yet: StaleRoom if it changed."""
+    if guessed is not None and (token := rules.catalog_token()) != guessed:
+        raise booking_service.StaleRoom(token)
 
 
 @bp.post("/rooms/<int:room_id>/book")
 @login_required
 @limits.reserve
 def reserve(room_id: int):
-    room = _room_under_hold_locks(room_id)
+    room, guessed = _room_under_hold_locks(room_id)
     form = ReserveForm()
+    try:
+        return _reserve(room_id, room, form, guessed)
+    except booking_service.StaleRoom as stale:
+        # Still in the transaction and under its locks: the room as the catalog now has it, and the same form.
+        return _reserve(room_id, _kept_room_or_404(room_id, stale.token), form, None)
+
+
+def _reserve(room_id: int, room: Room, form: ReserveForm, guessed: str | None):
     slot = None
     try:
-        slot = form.build_slot(room)
-        if form.expected_price.errors or form.expected_price.data is None:
-            raise BookingError("price_changed")
-        if form.exemption_note.errors:
-            db.session.rollback()
-            return _review_page(room, slot, form, now_utc(), {"exemption_note": form.exemption_note.errors[0]}, 422)
-        group, kind = _chosen(form)
+        try:
+            slot = form.build_slot(room)
+            if form.expected_price.errors or form.expected_price.data is None:
+                raise BookingError("price_changed")
+            if form.exemption_note.errors:
+                _still_the_room(room_id, guessed)
+                db.session.rollback()
+                return _review_page(room, slot, form, now_utc(), {"exemption_note": form.exemption_note.errors[0]},
+                                    422)
+            group, kind = _chosen(form)
+        except BookingError:
+            _still_the_room(room_id, guessed)  # a room kept from before a change may refuse what the room allows
+            raise
         booking = booking_service.reserve(
             current_user._get_current_object(), room, slot, expected_price=form.expected_price.data,
             group=group, exemption_kind=kind, exemption_note=(form.exemption_note.data or "") if kind else "",
+            room_token=guessed,
         )
     except BookingError as exc:
         db.session.rollback()

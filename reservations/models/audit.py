@@ -23,6 +23,12 @@ class AuditEntry(db.Model):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
     actor: Mapped["User | None"] = relationship()  # noqa: F821 (models/user.py)
+    # An entry about a payment not written yet (services/checkout.start_checkout) is given the payment itself:
+    # the flush writes the payment first and the entry takes its id, so the opening of a payment needs no flush
+    # of its own and its entry goes in one INSERT with the booking's.
+    new_payment: Mapped["Payment | None"] = relationship(  # noqa: F821 (models/payment.py)
+        primaryjoin="and_(AuditEntry.subject == 'payment', foreign(AuditEntry.subject_id) == Payment.id)",
+        viewonly=False, sync_backref=False)
 
 
 def record(subject: str, subject_id: int, action: str, *, actor_id: int | None = None, **data) -> AuditEntry:

@@ -25,7 +25,7 @@ from .groups import fee_residency, may_act_for
 from .ledger import lock_days
 from .no_shows import suspended_until
 from .pricing import quote
-from .rules import Slot, check_bookable, lottery_hides_month, room_with_rules
+from .rules import Slot, catalog_token_clause, check_bookable, lottery_hides_month, room_with_rules
 
 # Namespaces of our advisory locks: pg_advisory_xact_lock(namespace, room_id or user_id).
 ROOM_LOCK_NAMESPACE = 4201
@@ -83,15 +83,27 @@ class Standing:
     lottery: bool  # rules.lottery_hides
     taken: bool  # an active booking overlaps the slot
     lapsed: bool  # a lapsed hold no job has retired yet overlaps it
+    catalog_token: str | None  # rules.catalog_token, as read under the locks
+
+
+class StaleRoom(Exception):
+    """The room a hold was judged on is not the room under the locks: the catalog's token, read with the
+    standing, is no longer the one the room was kept under. Raised before anything is written; the caller reads
+    the room again (under the same locks) and asks again."""
+
+    def __init__(self, token: str | None):
+        super().__init__("the kept room is older than the catalog")
+        self.token = token
 
 
 def standing(user: User, room_id: int, slot: Slot, now: datetime) -> Standing:
-    """The resident's suspension and counts against the caps, the lottery's hold on the day, and whether the
-    slot is taken, as one SELECT of scalar subqueries: one database round trip instead of seven."""
+    """The resident's suspension and counts against the caps, the lottery's hold on the day, whether the slot
+    is taken, and the catalog's token, as one SELECT of scalar subqueries: one database round trip instead of
+    eight."""
     row = db.session.execute(_standing_statement(), {
         "user_id": user.id, "room_id": room_id, "start_at": slot.start_at, "end_at": slot.end_at, "now": now,
         "month": slot.day.replace(day=1)}).one()
-    return Standing(*row[:4], *(bool(flag) for flag in row[4:]))
+    return Standing(*row[:4], *(bool(flag) for flag in row[4:7]), row[7])
 
 
 @lru_cache(maxsize=1)
@@ -109,6 +121,7 @@ def _standing_statement():
         lottery_hides_month(room_id, bindparam("month"), now),
         exists(select(Booking.id).where(span, active_clause(now))),
         exists(select(Booking.id).where(span, lapsed_hold_clause(now))),
+        catalog_token_clause(),
     )
 
 
@@ -218,6 +231,7 @@ def place_hold(
     group: Group | None = None,
     exemption_kind: ExemptionKind | None = None,
     exemption_note: str = "",
+    room_token: str | None = None,
 ) -> Booking:
     """Hold `slot` for `user` at the price the server computes.
 
@@ -236,6 +250,10 @@ def place_hold(
 
     A resident whose online booking is suspended for no-shows (services/no_shows.py)
     cannot book online; staff at the counter still can for them.
+
+    `room_token`: the catalog token `room` was kept under (rules.cached_room_with_rules), when the caller took
+    the locks (lock_for_hold) but did not read the token since; the standing reads it under the locks, and a
+    different one raises StaleRoom before anything is judged or written.
 
     The booking is held as the room's payment mode says (services/deadline.py): for
     the hold time, or until the payment deadline; `deadline` overrides the room's mode
@@ -259,6 +277,8 @@ def place_hold(
             lock_for_hold(user.id, room.id)
             room = room_with_rules(room.id, fresh=True)
         known = standing(user, room.id, slot, now)
+        if room_token is not None and known.catalog_token != room_token:
+            raise StaleRoom(known.catalog_token)
         if not at_counter and known.suspended_until is not None:
             raise BookingError("suspended", until=known.suspended_until)
         check_bookable(room, slot, now, hidden_by_lottery=known.lottery)

@@ -83,8 +83,9 @@ def start_checkout(booking: Booking) -> Payment:
         raise BookingError("exemption_pending")
     payment = Payment(booking_id=booking.id, amount=booking.price)
     db.session.add(payment)
-    db.session.flush()
-    record("payment", payment.id, "created", amount=payment.amount, booking_id=booking.id)
+    # Written with the next flush, and its entry with it: the id is None until then, and AuditEntry.new_payment
+    # gives the entry the payment's id as both are written (a NOT NULL column: never an entry without it).
+    record("payment", payment.id, "created", amount=payment.amount, booking_id=booking.id).new_payment = payment
     return payment
 
 

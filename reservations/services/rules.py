@@ -76,7 +76,12 @@ def catalog_token_clause():
 
 
 def catalog_token() -> str | None:
-    return db.session.scalar(select(catalog_token_clause()))
+    return db.session.scalar(_catalog_token_statement())
+
+
+@lru_cache(maxsize=1)
+def _catalog_token_statement():
+    return select(catalog_token_clause())  # built once: each reserve asks it
 
 
 def cached_room_with_rules(room_id: int, token: str | None) -> Room | None:
@@ -103,6 +108,12 @@ def cached_room_with_rules(room_id: int, token: str | None) -> Room | None:
             kept.clear()
         kept[room_id] = (token, room)
     return room
+
+
+def kept_room(room_id: int) -> tuple[str, Room] | None:
+    """The token and the room this app keeps for `room_id` (cached_room_with_rules), without asking the
+    database: a guess until it is checked against the token as it is now (booking.place_hold's room_token)."""
+    return current_app.extensions.get("kept_rooms", {}).get(room_id)
 
 
 @lru_cache(maxsize=16)
