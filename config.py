@@ -70,7 +70,10 @@ def mode_settings(env: str) -> dict:
     """Settings that follow the mode (test_config may still override them)."""
     production = env == "production"
     # Plain http on 127.0.0.1 in development and tests; browsers drop Secure cookies there.
-    return {"APP_ENV": env, "SESSION_COOKIE_SECURE": production, "REMEMBER_COOKIE_SECURE": production}
+    settings = {"APP_ENV": env, "SESSION_COOKIE_SECURE": production, "REMEMBER_COOKIE_SECURE": production}
+    if os.environ.get("TEMPLATE_BYTECODE_DIR") is None:  # Config.TEMPLATE_BYTECODE_DIR
+        settings["TEMPLATE_BYTECODE_DIR"] = "" if production else str(BASE_DIR / "instance" / "templates")
+    return settings
 
 
 # The demo's issuer (ISSUER_NAME): production refuses to print it on a real receipt.
@@ -255,10 +258,12 @@ class Config:
     JOB_INTERVAL_SECONDS = _int("JOB_INTERVAL_SECONDS", 0)
     JOB_RUNS_RETENTION_DAYS = _int("JOB_RUNS_RETENTION_DAYS", 90)
 
-    # Compiled templates are kept here (reservations/__init__.py: TemplateBytecode) so that a new process, each
-    # gunicorn worker and each restart of one, loads them rather than compiling the site's templates again
-    # (about 2.5 s of CPU for all of them, some 100 ms for a page's own). Empty: compile in each process.
-    TEMPLATE_BYTECODE_DIR = os.environ.get("TEMPLATE_BYTECODE_DIR", str(BASE_DIR / "instance" / "templates"))
+    # Compiled templates are kept here (reservations/__init__.py: TemplateBytecode) so that a new process loads
+    # them rather than compiling the site's templates again (2.5 s of CPU for all of them). Unset: instance/templates
+    # in development and tests, and none in production, where a folder the app may write and then runs code from
+    # would let a bug that writes files run code; there each worker compiles them at its start
+    # (reservations/warmup.py). Empty: compile in each process.
+    TEMPLATE_BYTECODE_DIR = os.environ.get("TEMPLATE_BYTECODE_DIR")
 
     # Mail: "outbox" writes .eml files (development), "console" prints, "smtp" sends.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")

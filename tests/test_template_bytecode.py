@@ -71,3 +71,17 @@ def test_a_folder_that_cannot_be_written_still_renders_every_page(make_app, tmp_
     app = make_app(TEMPLATE_BYTECODE_DIR=str(blocked / "compiled"))
     response = app.test_client().get("/account/login")
     assert response.status_code == 200 and "csrf_token" in response.get_data(as_text=True)
+
+
+def test_production_keeps_no_compiled_templates_unless_an_operator_sets_a_folder(make_app, monkeypatch):
+    """A folder the app writes and then runs code from would let a bug that writes files run code: production
+    compiles in each worker (at its warm-up) unless TEMPLATE_BYTECODE_DIR says otherwise."""
+    import config
+
+    monkeypatch.delenv("TEMPLATE_BYTECODE_DIR", raising=False)
+    assert config.mode_settings("production")["TEMPLATE_BYTECODE_DIR"] == ""
+    assert config.mode_settings("development")["TEMPLATE_BYTECODE_DIR"].endswith("instance/templates")
+    assert make_app().jinja_env.bytecode_cache is not None  # the suite's own apps (test mode) keep them
+    assert make_app(TEMPLATE_BYTECODE_DIR="").jinja_env.bytecode_cache is None
+    monkeypatch.setenv("TEMPLATE_BYTECODE_DIR", "/srv/compiled")
+    assert "TEMPLATE_BYTECODE_DIR" not in config.mode_settings("production")  # the operator's folder stands
