@@ -111,10 +111,15 @@ def _wtforms_catalog(locale) -> support.Translations:
     return support.Translations.load(messages_path(), [str(locale)], domain="wtforms")
 
 
+def _babel_choice():
+    """Flask-Babel's own record of this context's choices (g._flask_babel: babel_locale once it has chosen), or
+    None before it has one or outside an app context."""
+    return g.get("_flask_babel") if has_app_context() else None
+
+
 def _page_locale():
     """The locale Flask-Babel chose for this context (a babel Locale), asked of Flask-Babel only once."""
-    chosen = g.get("_flask_babel") if has_app_context() else None
-    return getattr(chosen, "babel_locale", None) or get_locale()
+    return getattr(_babel_choice(), "babel_locale", None) or get_locale()
 
 
 class _WTFormsTranslations:
@@ -135,12 +140,12 @@ def _page_catalog() -> support.NullTranslations:
     """The catalog of the locale Flask-Babel chose for this context, kept beside that choice in its own context
     object (g._flask_babel) and used while the choice is the same object: force_locale (a mail in the
     recipient's language) puts another locale there and then the original back, and refresh() removes it."""
-    chosen = g.get("_flask_babel") if has_app_context() else None
+    chosen = _babel_choice()
     kept = getattr(chosen, "page_catalog", None)
     if kept is not None and kept[0] is getattr(chosen, "babel_locale", None):
         return kept[1]
     catalog = get_translations()
-    chosen = g.get("_flask_babel") if has_app_context() else None
+    chosen = _babel_choice()  # made by get_translations if it was not there yet
     if chosen is not None and getattr(chosen, "babel_locale", None) is not None:
         chosen.page_catalog = (chosen.babel_locale, catalog)
     return catalog

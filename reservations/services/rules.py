@@ -97,7 +97,7 @@ def cached_room_with_rules(room_id: int, token: str | None) -> Room | None:
     A kept room is read in a session of its own on the request's connection (the same transaction) and closed
     at once: detached, with everything KEPT_ROOM loads, read by many requests and written by none. Only the
     resident's review and reserve requests use it."""
-    kept = current_app.extensions.setdefault("kept_rooms", {})
+    kept = _kept_rooms()
     hit = kept.get(room_id) if token is not None else None
     if hit is not None and hit[0] == token:
         return hit[1]
@@ -113,7 +113,12 @@ def cached_room_with_rules(room_id: int, token: str | None) -> Room | None:
 def kept_room(room_id: int) -> tuple[str, Room] | None:
     """The token and the room this app keeps for `room_id` (cached_room_with_rules), without asking the
     database: a guess until it is checked against the token as it is now (booking.place_hold's room_token)."""
-    return current_app.extensions.get("kept_rooms", {}).get(room_id)
+    return _kept_rooms().get(room_id)
+
+
+def _kept_rooms() -> dict[int, tuple[str, Room]]:
+    """This app's kept rooms: room id -> (the catalog token it was read under, the detached room)."""
+    return current_app.extensions.setdefault("kept_rooms", {})
 
 
 @lru_cache(maxsize=16)
