@@ -1,17 +1,13 @@
 """reservations: public facility reservations with cashless checkout."""
-from functools import lru_cache
 from pathlib import Path
 
-from babel import support
-from flask import Flask, current_app, g, has_app_context, has_request_context, request, session
-from flask_babel import get_locale, get_translations
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from jinja2 import FileSystemBytecodeCache, pass_context
-from markupsafe import Markup
+from jinja2 import FileSystemBytecodeCache
 from sqlalchemy import event
-from wtforms.i18n import messages_path
 
+from . import i18n, widgets
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 
 
@@ -49,14 +45,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"])
     # Flask-WTF reads WTForms' own catalog from disk in every request that builds a form; it takes the
     # request's `wtforms_translations` when set, so give it one that reads each language once per process.
-    app.before_request(lambda: setattr(request, "wtforms_translations", WTFORMS_TRANSLATIONS))
+    app.before_request(lambda: setattr(request, "wtforms_translations", i18n.WTFORMS_TRANSLATIONS))
     if app.config["TEMPLATE_BYTECODE_DIR"]:
         app.jinja_env.bytecode_cache = TemplateBytecode(app.config["TEMPLATE_BYTECODE_DIR"])
     # Flask-Babel's template callables look the locale and its catalog up through several context proxies for
     # each string, and Jinja's newstyle wrappers call them through the template context: a tenth of a page's
     # CPU. These do what those do (a newstyle gettext, formatted and escaped as Jinja's) with the request's
-    # catalog found once per locale (_page_catalog); `_` is gettext itself rather than Jinja's alias to it.
-    app.jinja_env.globals.update(_=_template_gettext, gettext=_template_gettext, ngettext=_template_ngettext)
+    # catalog found once per locale (i18n.page_catalog); `_` is gettext itself rather than Jinja's alias to it.
+    app.jinja_env.globals.update(_=i18n.template_gettext, gettext=i18n.template_gettext,
+                                 ngettext=i18n.template_ngettext)
+    widgets.install()  # WTForms' attribute markup, the same for less (reservations/widgets.py)
     with app.app_context():
         from . import pool
 
@@ -104,66 +102,6 @@ class TemplateBytecode(FileSystemBytecodeCache):
             super().dump_bytecode(bucket)
         except OSError:
             pass
-
-
-@lru_cache(maxsize=8)
-def _wtforms_catalog(locale) -> support.Translations:
-    return support.Translations.load(messages_path(), [str(locale)], domain="wtforms")
-
-
-def _babel_choice():
-    """Flask-Babel's own record of this context's choices (g._flask_babel: babel_locale once it has chosen), or
-    None before it has one or outside an app context."""
-    return g.get("_flask_babel") if has_app_context() else None
-
-
-def _page_locale():
-    """The locale Flask-Babel chose for this context (a babel Locale), asked of Flask-Babel only once."""
-    return getattr(_babel_choice(), "babel_locale", None) or get_locale()
-
-
-class _WTFormsTranslations:
-    """WTForms' messages (e.g. "Not a valid integer value.") in the request's language, as Flask-WTF asks
-    them of `request.wtforms_translations`, each catalog read from disk once per process."""
-
-    def ugettext(self, string: str) -> str:
-        return _wtforms_catalog(_page_locale()).ugettext(string)
-
-    def ungettext(self, singular: str, plural: str, n: int) -> str:
-        return _wtforms_catalog(_page_locale()).ungettext(singular, plural, n)
-
-
-WTFORMS_TRANSLATIONS = _WTFormsTranslations()
-
-
-def _page_catalog() -> support.NullTranslations:
-    """The catalog of the locale Flask-Babel chose for this context, kept beside that choice in its own context
-    object (g._flask_babel) and used while the choice is the same object: force_locale (a mail in the
-    recipient's language) puts another locale there and then the original back, and refresh() removes it."""
-    chosen = _babel_choice()
-    kept = getattr(chosen, "page_catalog", None)
-    if kept is not None and kept[0] is getattr(chosen, "babel_locale", None):
-        return kept[1]
-    catalog = get_translations()
-    chosen = _babel_choice()  # made by get_translations if it was not there yet
-    if chosen is not None and getattr(chosen, "babel_locale", None) is not None:
-        chosen.page_catalog = (chosen.babel_locale, catalog)
-    return catalog
-
-
-@pass_context
-def _template_gettext(context, string: str, **variables) -> str:
-    """jinja2.ext's newstyle gettext: always a format string (so "%%" is "%"), escaped under autoescape."""
-    translated = _page_catalog().ugettext(string)
-    return (Markup(translated) if context.eval_ctx.autoescape else translated) % variables
-
-
-@pass_context
-def _template_ngettext(context, singular: str, plural: str, num: int, **variables) -> str:
-    """jinja2.ext's newstyle ngettext: `num` is a variable of the string unless one is given."""
-    variables.setdefault("num", num)
-    translated = _page_catalog().ungettext(singular, plural, num)
-    return (Markup(translated) if context.eval_ctx.autoescape else translated) % variables
 
 
 def select_locale() -> str:

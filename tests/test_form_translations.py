@@ -4,7 +4,7 @@ from flask_babel import force_locale
 from flask_wtf import FlaskForm
 from wtforms import IntegerField
 
-from reservations import _wtforms_catalog
+from reservations.i18n import wtforms_catalog
 
 
 class NumberForm(FlaskForm):
@@ -23,7 +23,7 @@ def errors_of_a_bad_number(app) -> list[str]:
 
 
 def test_wtforms_messages_follow_the_language_and_each_catalog_is_read_once(app):
-    _wtforms_catalog.cache_clear()
+    wtforms_catalog.cache_clear()
 
     japanese = [errors_of_a_bad_number(app) for _ in range(3)]
     with force_locale("en"):
@@ -31,4 +31,4 @@ def test_wtforms_messages_follow_the_language_and_each_catalog_is_read_once(app)
 
     assert japanese == [["無効な整数です。"]] * 3
     assert english == [["Not a valid integer value."]] * 3
-    assert _wtforms_catalog.cache_info().misses == 2  # one read per language, not one per request
+    assert wtforms_catalog.cache_info().misses == 2  # one read per language, not one per request

@@ -7,11 +7,12 @@ import re
 from functools import lru_cache, wraps
 
 from babel.dates import get_day_names
-from flask_babel import format_date, get_locale, pgettext
+from flask_babel import format_date, pgettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
+from ..i18n import current_language, page_locale
 from ..models import BookingState, Building, Residency, Room, RoomKind
 from ..services import availability, receipts
 
@@ -310,7 +311,7 @@ def calendar_day_label(day, mark: str, closure: str | None = None) -> Markup:
 
 def weekday_name(weekday: int, width: str = "wide") -> str:
     """Monday = 0, in the current language."""
-    return get_day_names(width, locale=get_locale())[weekday]
+    return get_day_names(width, locale=page_locale())[weekday]
 
 
 def ordinal(n: int) -> str:
@@ -340,10 +341,6 @@ def duration_label(minutes: int) -> str:
 def multiplier_text(pct: int) -> str:
     """150 -> "1.5", 200 -> "2"."""
     return f"{pct / 100:g}"
-
-
-def current_language() -> str:
-    return str(get_locale() or "ja")
 
 
 def room_name(room: Room) -> str:
@@ -409,7 +406,7 @@ def receipt_issuer(receipt) -> str:
 
 
 GLOBALS = {
-    "get_locale": get_locale,
+    "get_locale": page_locale,  # what Flask-Babel chose, read once (reservations/i18n.py)
     "kind_label": kind_label,
     "division_label": division_label,
     "state_label": state_label,
