@@ -90,10 +90,10 @@ def _search_rooms(form: SearchForm, buildings: dict[int, Building]) -> list[Sear
     connection = db.session.connection()
     rows = connection.execute(
         select(*Room.__table__.c).join(Building, Building.id == Room.building_id).where(*where)
-        .order_by(Building.name_kana, Building.id, Room.id))
-    rooms = {}
-    for row in rows:
-        room = SearchRoom(**row._asdict(), divisions=[], closures=[])
+        .order_by(Building.name_kana, Building.id, Room.id))  # .all() below: fetched at once, not row by row
+    rooms, names = {}, rows.keys()  # a row's names once, not once a row (Row._asdict asks for them each time)
+    for row in rows.all():
+        room = SearchRoom(**dict(zip(names, row, strict=True)), divisions=[], closures=[])
         room.building = buildings[room.building_id]
         rooms[room.id] = room
     if rooms:
@@ -101,7 +101,7 @@ def _search_rooms(form: SearchForm, buildings: dict[int, Building]) -> list[Sear
                                          (Closure, "closures", (Closure.id,))):
             owned = connection.execute(
                 select(*model.__table__.c).join(Room, Room.id == model.room_id).where(*where).order_by(*order))
-            for row in owned:
+            for row in owned.all():
                 getattr(rooms[row.room_id], collection).append(row)
     for room in rooms.values():
         room.bookable_online = room.unbookable_reason() is None
@@ -147,8 +147,9 @@ def index():
     form = SearchForm(request.args, buildings=[(b, building_name(b)) for b in buildings])
     if not form.validate():
         return render_template("public/index.html", form=form, results=None), 400
-    return render_template("public/index.html", form=form, results=_search(form, buildings),
-                           card_href=_card_href(form.date.data))
+    results = _search(form, buildings)
+    return render_template("public/index.html", form=form, results=results, card_href=_card_href(form.date.data),
+                           lottery_shown=any(r.day is not None and r.day.mark == availability.LOTTERY for r in results))
 
 
 def _weeks(days: list[availability.Day]) -> list[list[availability.Day | None]]:

@@ -2,8 +2,9 @@
 import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import ARRAY, Integer, any_, bindparam, func, select
+from sqlalchemy import ARRAY, Integer, Row, any_, bindparam, func, select
 
 from ..extensions import db
 from ..models import ACTIVE_STATES, Booking, Letting, LotteryRound, LotteryRoundRoom, Room, RoundState
@@ -44,8 +45,8 @@ def room_units(room: Room, day: date) -> list[tuple[str, datetime, datetime]]:
     return [(t.strftime("%H:%M"), at_tokyo(day, t), at_tokyo(day, t) + step) for t in hourly_starts(room, day)]
 
 
-def _overlapping_span(start: datetime, end: datetime) -> list:
-    """SQL for bookings over [start, end) that may occupy their room (held or confirmed).
+def _overlapping_span(dialect: str) -> list:
+    """SQL for bookings over [:span_start, :span_end) that may occupy their room (held or confirmed).
 
     On PostgreSQL also as a range overlap on the active rows, the overlap guard's own terms (the exclusion
     constraint of the first migration, a GiST index on room_id and tstzrange(start_at, end_at) over held and
@@ -54,22 +55,48 @@ def _overlapping_span(start: datetime, end: datetime) -> list:
     Meguro catalog with 1,000,000 bookings, a day of every room: 30 ms -> 2 ms (bench/calendar_pages.py).
     The states are literals, so that the planner can prove the index's predicate in a generic plan too.
     """
+    start, end = bindparam("span_start"), bindparam("span_end")
     clauses = [Booking.start_at < end, Booking.end_at > start]
-    if db.session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         clauses += [
             Booking.state.in_(bindparam("active_states", [str(s) for s in ACTIVE_STATES], expanding=True,
                                         literal_execute=True)),
-            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(func.tstzrange(start, end, "[)")),
+            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(
+                func.tstzrange(bindparam("range_start", type_=Booking.start_at.type),
+                               bindparam("range_end", type_=Booking.end_at.type), "[)")),
         ]
     return clauses
 
 
-def _in_rooms(column, room_ids: list[int]):
-    """`column IN room_ids`; on PostgreSQL as `= ANY(array)`, one parameter however many rooms (a search lists
+def _in_rooms(column, dialect: str):
+    """`column IN :room_ids`; on PostgreSQL as `= ANY(array)`, one parameter however many rooms (a search lists
     every room of the ward: 177 parameters of an IN cost more to send than the rows it finds)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam("room_ids", list(room_ids), type_=ARRAY(Integer)))
-    return column.in_(room_ids)
+    if dialect == "postgresql":
+        return column == any_(bindparam("room_ids", type_=ARRAY(Integer)))
+    return column.in_(bindparam("room_ids", expanding=True))
+
+
+# The statements of a calendar's bookings and lottery rounds, built once per dialect with bound parameters:
+# building a statement and its cache key costs more than sending it (a search page sent six).
+@lru_cache(maxsize=4)
+def _occupied_statement(dialect: str):
+    return select(Booking.room_id, Booking.start_at, Booking.end_at).where(
+        _in_rooms(Booking.room_id, dialect), *_overlapping_span(dialect), active_clause(bindparam("now")))
+
+
+@lru_cache(maxsize=4)
+def _rounds_statement(dialect: str):
+    return (select(LotteryRoundRoom.room_id, LotteryRound.key, LotteryRound.state, LotteryRound.release_at)
+            .join(LotteryRound)
+            .where(_in_rooms(LotteryRoundRoom.room_id, dialect), LotteryRoundRoom.target_month == bindparam("month")))
+
+
+def _rows(statement, params: dict) -> list[Row]:
+    """A Core statement's rows, on the session's connection and fetched at once: none of the ORM's work for each
+    row (a search's day over every room of a ward reads hundreds), nor psycopg's fetchone for each. It does not
+    autoflush as session.execute does, so what is pending is flushed first."""
+    db.session.flush()
+    return db.session.connection().execute(statement, params).all()
 
 
 def _occupied_by_room(
@@ -79,12 +106,10 @@ def _occupied_by_room(
     occupied: dict[int, list[tuple[datetime, datetime]]] = {room_id: [] for room_id in room_ids}
     if not room_ids:
         return occupied
-    rows = db.session.execute(
-        select(Booking.room_id, Booking.start_at, Booking.end_at).where(
-            _in_rooms(Booking.room_id, room_ids), *_overlapping_span(start, end), active_clause(now)
-        )
-    )
-    for room_id, s, e in rows:
+    dialect = db.session.get_bind().dialect.name
+    for room_id, s, e in _rows(_occupied_statement(dialect), {
+            "room_ids": list(room_ids), "span_start": start, "span_end": end, "range_start": start,
+            "range_end": end, "now": now}):
         occupied[room_id].append((s, e))
     return occupied
 
@@ -93,22 +118,22 @@ def _occupied(room: Room, start: datetime, end: datetime, now: datetime) -> list
     return _occupied_by_room([room.id], start, end, now)[room.id]
 
 
-def _hiding_rounds(room_ids: list[int], day: date, now: datetime) -> dict[int, LotteryRound]:
+def _hiding_rounds(room_ids: list[int], day: date, now: datetime) -> dict[int, Row]:
     """The lottery rounds that keep these rooms' days of `day`'s month from first-come booking, by room id:
-    one query for them all (a room is in at most one round a month)."""
+    one query for them all (a room is in at most one round a month). Each is a row of what a day's mark
+    reads of its round (key, state, release_at)."""
     if not room_ids:
         return {}
-    rows = db.session.execute(
-        select(LotteryRoundRoom.room_id, LotteryRound).join(LotteryRound)
-        .where(_in_rooms(LotteryRoundRoom.room_id, room_ids), LotteryRoundRoom.target_month == day.replace(day=1)))
-    return {room_id: round_ for room_id, round_ in rows if round_hides(round_, now)}
+    rows = _rows(_rounds_statement(db.session.get_bind().dialect.name),
+                 {"room_ids": list(room_ids), "month": day.replace(day=1)})
+    return {row.room_id: row for row in rows if round_hides(row, now)}
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     return at_tokyo(day, datetime.min.time()), at_tokyo(day + timedelta(days=1), datetime.min.time())
 
 
-def _day(room: Room, day: date, occupied, now: datetime, lottery: LotteryRound | None = None, *,
+def _day(room: Room, day: date, occupied, now: datetime, lottery: Row | None = None, *,
          opens: datetime | None = None, spans: list[tuple[str, datetime, datetime]] | None = None) -> Day:
     """`opens` and `spans`, when given, are window_opens_at(room, day) and room_units(room, day), worked out
     once for the rooms of a page that share them."""
