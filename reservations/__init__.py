@@ -2,13 +2,13 @@
 from pathlib import Path
 
 from flask import Flask, current_app, has_request_context, request, session
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from jinja2 import FileSystemBytecodeCache
 from sqlalchemy import event
 
 from . import i18n, widgets
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
+from .i18n import lazy_gettext as _l
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -1,16 +1,19 @@
 """The page's language, found once per request: what Flask-Babel chose, its catalog, WTForms' messages in it,
-and the templates' gettext.
+and the gettext of the code (gettext, ngettext, pgettext and lazy_gettext) and of the templates.
 
 Flask-Babel answers get_locale() and gettext() by walking several context proxies each time; a page asks
 for its language and its strings hundreds of times (each card of a search, each cell of a calendar). These
 read Flask-Babel's own record of the request's choice (g._flask_babel) once it has made it, and keep the
-catalog beside it, so they give what Flask-Babel gives for less. create_app puts them in place.
+catalog beside it, so they give what Flask-Babel gives for less. The code imports its gettext from here rather
+than from flask_babel (tests/test_i18n.py holds both to the same strings); create_app puts the templates' in
+place. Flask-Babel still chooses the locale, and force_locale and format_date are its own.
 """
 from functools import lru_cache
 
 from babel import support
 from flask import g, has_app_context
 from flask_babel import get_locale, get_translations
+from flask_babel.speaklater import LazyString
 from jinja2 import pass_context
 from markupsafe import Markup
 from wtforms.i18n import messages_path
@@ -59,6 +62,29 @@ def page_catalog() -> support.NullTranslations:
     if chosen is not None and getattr(chosen, "babel_locale", None) is not None:
         chosen.page_catalog = (chosen.babel_locale, catalog)
     return catalog
+
+
+def gettext(string: str, **variables) -> str:
+    """flask_babel.gettext: the string in the page's language, formatted with `variables` when there are any."""
+    translated = page_catalog().ugettext(string)
+    return translated % variables if variables else translated
+
+
+def ngettext(singular: str, plural: str, num: int, **variables) -> str:
+    """flask_babel.ngettext: `num` picks the plural form and is a variable of the string."""
+    variables.setdefault("num", num)
+    return page_catalog().ungettext(singular, plural, num) % variables
+
+
+def pgettext(context: str, string: str, **variables) -> str:
+    """flask_babel.pgettext: gettext of a string in a context (msgctxt)."""
+    translated = page_catalog().upgettext(context, string)
+    return translated % variables if variables else translated
+
+
+def lazy_gettext(string: str, **variables) -> LazyString:
+    """flask_babel.lazy_gettext: a string translated each time it is used, in the language of that moment."""
+    return LazyString(gettext, string, **variables)
 
 
 @pass_context

@@ -3,11 +3,11 @@ import time
 from urllib.parse import urlparse
 
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .extensions import db, limiter
+from .i18n import gettext as _
 
 # The endpoints whose bodies are JSON: the payment page's fetch calls and the provider's events.
 JSON_ENDPOINTS = frozenset({"bookings.pay", "bookings.pay_complete", "bookings.pay_by_link",

@@ -139,3 +139,48 @@ def test_search_page_is_japanese_by_default_and_english_after_switching(client):
     assert '<html lang="en">' in html
     assert "<h1>Find a room</h1>" in html and "Facility reservations" in html
     assert "施設を探す" not in html
+
+
+# reservations.i18n's gettext family (what the code imports) against Flask-Babel's own, string by string: the
+# same translation in each language, with variables, plural forms and a context, lazily, and under force_locale.
+CASES = [
+    ("gettext", ("Find a room",), {}),
+    ("gettext", ("Availability on %(date)s:",), {"date": "2026-12-03"}),
+    ("gettext", ("a msgid nobody translated, 100%",), {}),
+    ("ngettext", ("%(num)d room found", "%(num)d rooms found", 1), {}),
+    ("ngettext", ("%(num)d room found", "%(num)d rooms found", 7), {}),
+    ("pgettext", ("calendar mark", "Closed"), {}),
+    ("pgettext", ("calendar mark", "Lottery"), {}),
+]
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_the_codes_gettext_gives_what_flask_babels_gives(app, language):
+    import flask_babel
+    from flask_babel import force_locale
+
+    from reservations import i18n
+
+    with app.test_request_context("/", headers={"Accept-Language": language}):
+        for name, args, variables in CASES:
+            ours, theirs = getattr(i18n, name), getattr(flask_babel, name)
+            assert ours(*args, **variables) == theirs(*args, **variables), (name, args)
+            with force_locale("en" if language == "ja" else "ja"):  # a mail in the other language
+                assert ours(*args, **variables) == theirs(*args, **variables), (name, args, "forced")
+            assert ours(*args, **variables) == theirs(*args, **variables), (name, args, "after")
+        lazy = i18n.lazy_gettext("Find a room")
+        assert str(lazy) == flask_babel.gettext("Find a room")
+        with force_locale("en"):
+            assert str(lazy) == "Find a room"
+        with force_locale("ja"):
+            assert str(lazy) == "施設を探す"
+    # Outside a request (a job, in the app context only), as Flask-Babel gives it.
+    assert i18n.gettext("Find a room") == flask_babel.gettext("Find a room")
+
+
+def test_the_code_takes_its_gettext_from_reservations_i18n():
+    """A module that imports Flask-Babel's gettext pays its context lookups on every string."""
+    offending = [str(path.relative_to(ROOT)) for path in (ROOT / "reservations").rglob("*.py")
+                 if re.search(r"from flask_babel import[^\n]*\b(n|p|lazy_)?gettext\b", path.read_text("utf-8"))
+                 and path.name != "i18n.py"]
+    assert offending == []

@@ -1,6 +1,5 @@
 import unicodedata
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     EmailField,
@@ -14,6 +13,7 @@ from wtforms import (
 )
 from wtforms.validators import AnyOf, DataRequired, Email, EqualTo, Length, Optional, Regexp
 
+from ..i18n import lazy_gettext as _l
 from ..models import Residency
 from ..services.accounts import MIN_PASSWORD_LENGTH
 

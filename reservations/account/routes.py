@@ -1,12 +1,12 @@
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import force_locale, get_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import limits
 from ..db_mode import writes
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..links import external_url
 from ..mail import send_mail
 from ..models import User

@@ -1,10 +1,10 @@
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import DataRequired, Email, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..account.forms import TOO_LONG, halfwidth, trim
+from ..i18n import lazy_gettext as _l
 from ..models import Role
 from ..services.staff_accounts import BACK_OFFICE_ROLES, ROLE_LABELS
 

@@ -1,11 +1,11 @@
 from flask import flash, redirect, render_template, url_for
-from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from ..account.routes import _show_error, mail_reset_link
 from ..backoffice import admin_required
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import Building, User
 from ..public.labels import building_name
 from ..public.routes import row_or_404

@@ -1,12 +1,12 @@
 """Forms of the booking flow: the slot asked for, the reserve button, the card token, the cancel button."""
 from datetime import timedelta
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField, TimeField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
 
 from ..account.forms import TOO_LONG, trim
+from ..i18n import lazy_gettext as _l
 from ..models import Letting, Room
 from ..public.forms import today
 from ..services import rules

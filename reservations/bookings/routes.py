@@ -4,8 +4,6 @@ from functools import lru_cache
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_date, get_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, selectinload
@@ -16,6 +14,8 @@ from .. import limits
 from ..db_mode import writes
 from ..extensions import db
 from ..filters import tokyo_time, yen
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import (
     ACTIVE_STATES,
     Booking,

@@ -8,14 +8,14 @@ from datetime import date, timedelta
 
 import click
 from flask import flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField
 from wtforms.validators import DataRequired, InputRequired, Optional, ValidationError
 
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..public.forms import INVALID_DATE, MonthField
 from ..services.exports import EARLIEST, LATEST
 from ..services.finance import close as closing

@@ -11,8 +11,6 @@ from datetime import date
 from babel.dates import format_skeleton
 from flask import render_template, request
 from flask_babel import get_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectField, StringField
@@ -21,6 +19,8 @@ from wtforms.widgets import MonthInput, NumberInput
 
 from ..extensions import db
 from ..filters import month_label, yen
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Building
 from ..public.labels import building_name, division_label, room_name
 from ..services.finance import dashboard as figures

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import click
 from flask import Response, render_template, request, stream_with_context
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -20,6 +18,8 @@ from wtforms.widgets import DateInput, NumberInput
 
 from ..db_mode import writes
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Building
 from ..public.labels import building_name
 from ..services.exports import EARLIEST, LATEST

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 from flask import flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, FileSize
@@ -19,6 +17,8 @@ from wtforms import DateField
 from wtforms.validators import DataRequired, ValidationError
 
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import AttentionCase, Booking, LedgerEntry, ReconciliationItem, ReconciliationRun, Room
 from ..payments import GatewayError
 from ..public.routes import row_or_404

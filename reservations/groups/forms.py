@@ -2,7 +2,6 @@
 import re
 import unicodedata
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     EmailField,
@@ -19,6 +18,7 @@ from wtforms import (
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from ..account.forms import TOO_LONG, halfwidth, trim
+from ..i18n import lazy_gettext as _l
 from ..models import GroupCategory, Residency
 from ..public.labels import RESIDENCIES
 from ..services.groups import CATEGORY_LABELS, GroupApplication, MemberInput

@@ -1,10 +1,10 @@
 """My groups, the application form, a group's page and the renewal request. Thin: the rules are services/groups.py."""
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import Group, GroupMember, GroupStatus
 from ..public.labels import catalog_lang
 from ..public.routes import row_or_404

@@ -1,10 +1,10 @@
 """Forms of the resident's lottery pages: one ranked choice, a new rank, the withdraw button (all POST, CSRF)."""
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, SelectField, SelectMultipleField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from ..account.forms import TOO_LONG, trim
+from ..i18n import lazy_gettext as _l
 from ..public.forms import INVALID_DATE
 from ..services.errors import BookingError
 from ..services.lottery.applications import Part

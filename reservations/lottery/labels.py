@@ -7,9 +7,9 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import format_date
-from flask_babel import gettext as _
 
 from ..filters import tokyo_time
+from ..i18n import gettext as _
 from ..models import LotteryRound, RoundState
 from ..services.lottery.rounds import tier_opens_at
 

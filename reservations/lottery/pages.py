@@ -4,10 +4,10 @@ My bookings lists them."""
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from flask_babel import gettext as _
 from sqlalchemy import or_, select
 
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import (
     Booking,
     BookingState,

@@ -4,13 +4,13 @@ import json
 from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import SelectChoice
 
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import ExemptionKind, LotteryApplication, LotteryRound, LotteryRoundRoom, Room, RoundState
 from ..public.labels import catalog_lang, current_language
 from ..public.routes import row_or_404

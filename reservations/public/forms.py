@@ -3,12 +3,12 @@ import re
 from datetime import date, timedelta
 
 from flask_babel import get_locale
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, Field, IntegerField, SelectChoice, SelectField, SelectMultipleField
 from wtforms.validators import NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget, MonthInput
 
+from ..i18n import lazy_gettext as _l
 from ..timeutil import business_date, now_utc, shift_months
 from .labels import EQUIPMENT, KINDS
 

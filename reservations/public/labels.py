@@ -7,12 +7,12 @@ import re
 from functools import lru_cache, wraps
 
 from babel.dates import get_day_names
-from flask_babel import format_date, pgettext
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
+from flask_babel import format_date
 from markupsafe import Markup
 
-from ..i18n import current_language, page_locale
+from ..i18n import current_language, page_locale, pgettext
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import BookingState, Building, Residency, Room, RoomKind
 from ..services import availability, receipts
 

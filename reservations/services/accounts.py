@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from functools import cache
 
 from flask import current_app
-from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..models import Residency, User, record
 from ..passwords import current_method, hash_password, needs_rehash, verify_password
 from ..timeutil import now_utc

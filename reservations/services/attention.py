@@ -6,12 +6,12 @@ A case is resolved with a note (who, when and what was done), and stays in the h
 """
 from dataclasses import dataclass
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 
 from ..backoffice import scoped
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..models import AttentionCase, Booking, Building, Dispute, Payment, Refund, Room, User, record
 from ..timeutil import now_utc
 

@@ -21,11 +21,11 @@ the retry job sends it (services.refunds), so money owed is never lost from view
 """
 from datetime import date, datetime, time, timedelta
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..backoffice import in_scope
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..models import Booking, BookingKind, BookingState, Letting, Room, User, record
 from ..timeutil import at_tokyo, business_date, now_utc
 from . import cancellation

@@ -12,11 +12,11 @@ stay visible beside the live ones; only a hold that ran out (it blocks nobody) i
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..models import Booking, BookingKind, BookingState, Building, Letting, Payment, PaymentState, Room, User
 from ..timeutil import now_utc
 from .availability import day_bounds, room_units

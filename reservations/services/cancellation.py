@@ -6,12 +6,12 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
 from ..aftercommit import after_commit
 from ..backoffice import in_scope
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..links import external_url
 from ..mail import send_mail
 from ..models import Booking, BookingState, Payment, PaymentState, Refund, User, record

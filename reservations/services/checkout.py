@@ -22,11 +22,11 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from flask_babel import gettext as _
 from sqlalchemy import and_, select
 
 from ..aftercommit import after_commit
 from ..extensions import db
+from ..i18n import gettext as _
 from ..mail import send_mail
 from ..models import (
     AttentionCase,

@@ -16,13 +16,13 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
 from ..aftercommit import after_commit
 from ..backoffice import in_scope
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..mail import send_mail
 from ..models import (
     Booking,

@@ -14,13 +14,13 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager
 
 from ..aftercommit import after_commit
 from ..extensions import db
+from ..i18n import gettext as _
 from ..links import external_url
 from ..mail import send_mail
 from ..models import Booking, BookingState, PaymentMode, Room, record

@@ -1,5 +1,5 @@
 """Domain errors: each carries a code (for tests and logs) and a message for people."""
-from flask_babel import lazy_gettext as _l
+from ..i18n import lazy_gettext as _l
 
 MESSAGES = {
     "invalid_date": _l("That date is not valid."),

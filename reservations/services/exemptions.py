@@ -10,8 +10,6 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
@@ -19,6 +17,8 @@ from sqlalchemy.orm import contains_eager
 from ..aftercommit import after_commit
 from ..backoffice import in_scope, scoped
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..links import external_url
 from ..mail import send_mail
 from ..models import (

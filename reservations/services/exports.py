@@ -10,12 +10,12 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Booking, BookingState, Building, Payment, Receipt, RefundState, Room
 from ..public.labels import residency_label
 from ..timeutil import local, now_utc

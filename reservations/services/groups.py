@@ -9,12 +9,12 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale, format_date
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..aftercommit import after_commit
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..links import external_url
 from ..mail import send_mail
 from ..models import LIVE_GROUP_STATES, Group, GroupCategory, GroupMember, GroupStatus, Residency, User, record

@@ -35,11 +35,11 @@ the job, never lost.
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..models import (
     Booking,
     BookingKind,

@@ -8,10 +8,10 @@ takes effect at once rather than at the next log-in.
 """
 import secrets
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..extensions import db
+from ..i18n import lazy_gettext as _l
 from ..models import Building, Role, User, record
 from ..timeutil import now_utc
 from .accounts import AccountError, PasswordReset, find_user_by_email, normalise_email, request_password_reset

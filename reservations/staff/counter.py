@@ -6,7 +6,6 @@ The day view links its free cells here: /staff/counter/new and /staff/blocks/new
 Thin views: the rules are in services/counter.py, services/blocks.py and services/cancellation.py.
 """
 from flask import flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -14,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from ..backoffice import require_building, scoped
 from ..extensions import db
 from ..filters import yen
+from ..i18n import gettext as _
 from ..models import AuditEntry, Booking, BookingState, Building, Letting, Receipt, Residency, Role, Room, User
 from ..public.routes import MAX_ID, row_or_404
 from ..services import blocks, cancellation, counter, pricing

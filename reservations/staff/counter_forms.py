@@ -2,8 +2,6 @@
 import re
 from datetime import date, time
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
 from wtforms import (
@@ -24,6 +22,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..account.forms import TOO_LONG, halfwidth, trim
 from ..bookings.forms import DAYS_AHEAD, DAYS_BACK
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Letting, Residency, Room
 from ..public.forms import today
 from ..public.labels import RESIDENCIES, division_label

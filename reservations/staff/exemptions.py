@@ -7,8 +7,6 @@ authorisation matrix's rule for an admin-only page). The rules are services/exem
 import re
 
 from flask import flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectMultipleField, StringField, SubmitField, TextAreaField
@@ -19,6 +17,8 @@ from ..account.forms import TOO_LONG, halfwidth, trim
 from ..admin import bp as admin_bp
 from ..backoffice import admin_required, require_building
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Exemption, ExemptionKind, ExemptionState, GroupCategory
 from ..public.routes import row_or_404
 from ..services import exemptions

@@ -6,8 +6,6 @@ Groups are the ward's, not a building's: any member of staff (and admin) reviews
 run; finance and residents get 403 (staff_required). The rules are services/groups.py.
 """
 from flask import flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import case, func, select
@@ -17,6 +15,8 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from ..account.forms import TOO_LONG, trim
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import AuditEntry, Group, GroupStatus, User
 from ..public.routes import row_or_404
 from ..services import groups as group_service

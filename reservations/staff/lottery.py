@@ -12,8 +12,6 @@ import io
 import re
 
 from flask import Response, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
@@ -21,6 +19,8 @@ from wtforms import SelectChoice
 
 from ..backoffice import building_scope, require_building, scoped
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import (
     AuditEntry,
     Booking,

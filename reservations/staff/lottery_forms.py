@@ -7,7 +7,6 @@ its last instant, as rounds.windows_from_rule makes them.
 """
 from datetime import UTC, date, datetime, time
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -27,6 +26,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..account.forms import TOO_LONG, trim
+from ..i18n import lazy_gettext as _l
 from ..public.forms import INVALID_DATE, MonthField
 from ..services.deadline import LAST_INSTANT_OF_THE_MINUTE
 from ..services.lottery.rounds import CAP_FIELDS, LAST_INSTANT_OF_THE_DAY

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -20,6 +18,8 @@ from ..backoffice import building_scope, in_scope, scoped
 from ..bookings.forms import DAYS_AHEAD, DAYS_BACK, SlotForm
 from ..extensions import db
 from ..filters import tokyo_datetime, yen
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Booking, BookingKind, BookingState, Building, Room, Suspension
 from ..public.forms import today
 from ..public.routes import row_or_404

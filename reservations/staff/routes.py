@@ -1,8 +1,6 @@
 from datetime import date, timedelta
 
 from flask import Response, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -12,6 +10,8 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 
 from ..backoffice import building_scope, in_scope, require_building, scoped
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..links import external_url
 from ..models import AttentionCase, Booking, Building, Room
 from ..public.routes import MAX_ID, href_by_id, row_or_404

@@ -9,8 +9,6 @@ import re
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import format_date
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -31,6 +29,8 @@ from ..account.forms import TOO_LONG, halfwidth, trim
 from ..admin import bp as admin_bp
 from ..backoffice import admin_required
 from ..extensions import db
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import Building, Closure, ClosureKind, Division, Letting, PaymentMode, RefundUnit, Room, RoomKind
 from ..public.labels import kind_label, ordinal, weekday_name
 from ..services import refund_policy

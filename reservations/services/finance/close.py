@@ -33,10 +33,10 @@ from datetime import date, datetime, time, timedelta
 
 from flask import current_app
 from flask_babel import format_date
-from flask_babel import gettext as _
 from sqlalchemy import and_, case, exists, func, select
 
 from ...extensions import db
+from ...i18n import gettext as _
 from ...models import (
     AuditEntry,
     BookingState,

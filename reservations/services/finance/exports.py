@@ -44,11 +44,11 @@ from datetime import date, datetime
 from types import SimpleNamespace
 
 from flask import current_app
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
 from ...extensions import db
+from ...i18n import gettext as _
+from ...i18n import lazy_gettext as _l
 from ...models import Building, Exemption, ExemptionState, LedgerEntry, LedgerSettlement, Receipt, Room, record
 from ...timeutil import local, now_utc
 from ..exports import BOM, EARLIEST, LATEST, ExportError, safe_cell

@@ -1,6 +1,5 @@
 """The words finance pages and files use for the ledger's codes: one set, for every page, export and sheet."""
-from flask_babel import lazy_gettext as _l
-
+from ...i18n import lazy_gettext as _l
 from .. import ledger
 from ..exports import PAYMENT_METHODS
 

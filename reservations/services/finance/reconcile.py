@@ -37,10 +37,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from flask import current_app
-from flask_babel import gettext as _
 from sqlalchemy import and_, func, or_, select
 
 from ...extensions import db
+from ...i18n import gettext as _
 from ...models import (
     AttentionCase,
     Booking,

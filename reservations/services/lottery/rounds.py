@@ -17,13 +17,13 @@ from functools import partial
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from ...aftercommit import after_commit
 from ...extensions import db
+from ...i18n import gettext as _
 from ...links import external_url
 from ...mail import send_mail
 from ...models import (
