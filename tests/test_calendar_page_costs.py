@@ -1,9 +1,11 @@
 """What keeps the calendars cheap at a ward's scale (bench/calendar_pages.py) without changing what they say:
 the room's page loads the room with all it shows in one statement, the search reads its rooms as rows, and the
-labels are memoised per language."""
+labels are memoised per language; the search keeps the catalog while its token stays the same."""
 from datetime import time
 
+import pytest
 from flask_babel import force_locale
+from sqlalchemy import text
 
 from reservations.extensions import db
 from reservations.models import Closure, ClosureKind, RefundTier, RoomEquipment
@@ -64,6 +66,58 @@ def test_search_cards_say_what_the_rooms_say_whatever_their_letting(client, engl
     assert "¥800" in card[hourly.id] and "per 1 h" in card[hourly.id]
     assert "Not bookable online yet" in card[unpriced.id] and "Not bookable online yet" not in card[hourly.id]
     assert "Tennis court" in card[hourly.id] and "Not published" in card[hourly.id]
+
+
+def search_statements(client, query: str) -> tuple[list[str], str]:
+    db.session.remove()
+    with statements() as sent:
+        response = client.get(f"/?{query}")
+    assert response.status_code == 200
+    return [s for s in sent if not s.startswith("BEGIN")], response.get_data(as_text=True)
+
+
+def test_the_search_reads_the_catalog_once_and_then_only_the_token(client, english, make_room):
+    for name in ("音楽室", "会議室", "和室"):
+        make_room(name)
+    day = booking_day().isoformat()
+    first, html = search_statements(client, f"date={day}")
+    again, html_again = search_statements(client, f"date={day}")
+    filtered, _ = search_statements(client, f"date={day}&capacity=10&kind=music_room")
+    undated, _ = search_statements(client, "")
+    # The token, then buildings, rooms, divisions, closures and equipment; then the day's bookings and rounds.
+    assert len(first) == 8, first
+    assert len(again) == 3 and len(filtered) == 3, again
+    assert "catalog_version" in again[0]
+    assert len(undated) == 1, undated  # the token
+    assert html_again == html and html.count('<li class="card"') == 3
+
+
+# Changes made by hand in SQL, as an operator might, each seen by the next search.
+CHANGES = {
+    "a room's capacity": ("UPDATE rooms SET capacity = 5 WHERE id = :room", "capacity=10",
+                          lambda html, room: f'id="room-{room}"' not in html),
+    "a room's equipment": ("INSERT INTO room_equipment (room_id, code) VALUES (:room, 'piano')", "equipment=piano",
+                           lambda html, room: f'id="room-{room}"' in html),
+    "a building's name": ("UPDATE buildings SET name_en = 'Renamed Hall' WHERE id = (SELECT building_id FROM rooms "
+                          "WHERE id = :room)", "", lambda html, room: "Renamed Hall" in html),
+    "a division's fee": ("UPDATE divisions SET weekday_fee = 90, holiday_fee = 90 WHERE room_id = :room", "",
+                         lambda html, room: "¥90" in html),
+    "a room withdrawn": ("UPDATE rooms SET active = false WHERE id = :room", "",
+                         lambda html, room: f'id="room-{room}"' not in html),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_the_search_sees_every_change_to_the_catalog_at_once(client, english, make_room, change):
+    room = make_room()
+    room_id = room.id
+    statement, query, seen = CHANGES[change]
+    _, before = search_statements(client, query)
+    assert not seen(before, room_id)
+    db.session.execute(text(statement), {"room": room_id})
+    db.session.commit()
+    _, after = search_statements(client, query)
+    assert seen(after, room_id), change
 
 
 def test_a_memoised_label_is_said_in_the_language_of_each_page(app):

@@ -1,7 +1,7 @@
 """A process keeps the rooms residents book, with their rules, for as long as the catalog's token stays the
-same (services/rules.py cached_room_with_rules, migration 0014): every write to a room's rules, by the app or
-by hand, gives the token a new value in the same transaction, and the next review or reserve reads the room
-again."""
+same (services/rules.py cached_room_with_rules, migration 0014; the search keeps the catalog likewise, with the
+rooms' equipment, 0015): every write to a room's rules, by the app or by hand, gives the token a new value in
+the same transaction, and the next review or reserve reads the room again."""
 import re
 
 import pytest
@@ -23,6 +23,7 @@ WRITES = {
                                "VALUES ('music_room', 'days', 40, 100)",
     "refund_tiers (a room's)": "INSERT INTO refund_tiers (room_id, unit, count, percent) VALUES (:room, 'days', 9, 90)",
     "closures, deleted": "DELETE FROM closures WHERE room_id = :room",
+    "room_equipment (0015)": "INSERT INTO room_equipment (room_id, code) VALUES (:room, 'piano')",
 }
 
 

@@ -124,6 +124,7 @@ def per_locale(label):
         return cached(current_language(), *args)
 
     in_language.cache_clear = cached.cache_clear
+    in_language.said_in = cached  # (language, *args): for a caller that has asked the language once already
     return in_language
 
 
@@ -399,6 +400,13 @@ def room_label(room: Room, with_japanese: bool = False) -> Markup:
 
 def building_label(building: Building, with_japanese: bool = False) -> Markup:
     return _shown_name(building.name, building.name_kana, building.name_en, with_japanese=with_japanese)
+
+
+def card_names(rooms) -> list[tuple[Markup, Markup]]:
+    """room_label and building_label of many rooms (a search's cards), the page's language asked once."""
+    language, name = current_language(), _name_markup.said_in
+    return [(name(language, r.name, r.name_kana, r.name_en, False),
+             name(language, r.building.name, r.building.name_kana, r.building.name_en, False)) for r in rooms]
 
 
 def receipt_issuer(receipt) -> str:
