@@ -1,13 +1,13 @@
 """The staff calendars: one building's day (rooms by their divisions or hours) and one room's week.
 
 A constant number of queries whatever the number of rooms or bookings: the rooms with their
-divisions and closures (one joined query), then the bookings of the span, then their users and their
-payments (selectinload: by primary key and booking id, two more queries when there is a booking).
-Not one joined query: the planner cannot bound `end_at > start` on the (room_id, end_at, start_at)
-index, overestimates the span's bookings a hundredfold, and hashes every payment and user of the
-ward to join them (a building's day with 1,000,000 bookings: 25 ms, against 2 ms for the three;
-bench/calendar_pages.py). The entries are what staff act on, so cancelled and no-show bookings
-stay visible beside the live ones; only a hold that ran out (it blocks nobody) is left out.
+divisions and closures (one joined query), then the bookings of the span, each with its booker's name and
+its payment's state as scalar subqueries (an index lookup each, by primary key and by booking id). Not
+joined: the planner cannot bound `end_at > start` on the (room_id, end_at, start_at) index, overestimates
+the span's bookings a hundredfold, and hashes every payment and user of the ward to join them (a building's
+day with 1,000,000 bookings: 25 ms, against 2 ms; bench/calendar_pages.py). The entries are what staff
+act on, so cancelled and no-show bookings stay visible beside the live ones; only a hold that ran out (it
+blocks nobody) is left out.
 """
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -44,6 +44,7 @@ WEEK_DAYS = 7
 class Entry:
     booking: Booking
     state: str  # a key of ENTRY_STATES
+    who: str | None = None  # the booker's name (a block has none)
 
     @property
     def label(self) -> str:
@@ -84,8 +85,13 @@ class RoomDay:
                 and cell.end_at > self.bookable_from)
 
 
-def entry_state(booking: Booking, now: datetime) -> str | None:
-    """How staff see a booking on the calendar, or None for one that blocks nobody (a hold that ran out)."""
+UNREAD = object()  # entry_state's payment_state when the caller has not read it
+
+
+def entry_state(booking: Booking, now: datetime, payment_state=UNREAD) -> str | None:
+    """How staff see a booking on the calendar, or None for one that blocks nobody (a hold that ran out).
+    `payment_state`: its payment's state (None: it has none), when the caller read it with the booking; else
+    booking.payment is read."""
     counter = booking.channel == "counter"
     if booking.kind == BookingKind.BLOCK:
         if booking.state == BookingState.CONFIRMED or booking.hold_is_live(now):
@@ -100,8 +106,9 @@ def entry_state(booking: Booking, now: datetime) -> str | None:
             return "counter_unpaid" if counter else "awaiting"
         return "held"
     if booking.state == BookingState.CONFIRMED:
-        payment = booking.payment
-        if payment is not None and payment.state == PaymentState.CAPTURED:
+        if payment_state is UNREAD:
+            payment_state = booking.payment.state if booking.payment is not None else None
+        if payment_state == PaymentState.CAPTURED:
             return "paid"
         if booking.price == 0:
             return "confirmed"
@@ -125,26 +132,29 @@ ENTRY_COLUMNS = (Booking.room_id, Booking.user_id, Booking.start_at, Booking.end
                  Booking.channel, Booking.pay_mode, Booking.hold_expires_at, Booking.price, Booking.note)
 
 
+_BOOKER_NAME = select(User.name).where(User.id == Booking.user_id).scalar_subquery().label("who")
+_PAYMENT_STATE = select(Payment.state).where(Payment.booking_id == Booking.id).scalar_subquery().label("payment_state")
+
+
 def _entries(room_ids: list[int], start: datetime, end: datetime, now: datetime) -> dict[int, list[Entry]]:
     """The calendar entries of these rooms between start and end, by room: one query for them all."""
     by_room: dict[int, list[Entry]] = {room_id: [] for room_id in room_ids}
     if not room_ids:
         return by_room
-    # Of each booking, and of its booker and payment, only what a cell shows and entry_state reads: a building's
-    # day lists every booking of its rooms, and each column of each row costs more than the cell around it.
-    # The booker and the payment come by their keys (selectinload), not joined in: PostgreSQL cannot tell how
-    # few bookings a day's span holds (it guessed 3,205 for 78 in bench/calendar_pages.py) and hash-joined the
-    # whole payments table.
-    bookings = db.session.scalars(
-        select(Booking).where(Booking.room_id.in_(room_ids), Booking.start_at < end, Booking.end_at > start,
-                              Booking.state != BookingState.EXPIRED)
-        .order_by(Booking.start_at, Booking.id)
-        .options(load_only(*ENTRY_COLUMNS), selectinload(Booking.user).load_only(User.name),
-                 selectinload(Booking.payment).load_only(Payment.state))).all()
-    for booking in bookings:
-        state = entry_state(booking, now)
+    # Of each booking only what a cell shows and entry_state reads, and its booker's name and its payment's
+    # state as scalar subqueries by their keys, in the same statement: a building's day lists every booking of
+    # its rooms, and each column of each row costs more than the cell around it. Not joined in: PostgreSQL
+    # cannot tell how few bookings a day's span holds (it guessed 3,205 for 78 in bench/calendar_pages.py) and
+    # hash-joined the whole payments table.
+    rows = db.session.execute(
+        select(Booking, _BOOKER_NAME, _PAYMENT_STATE)
+        .where(Booking.room_id.in_(room_ids), Booking.start_at < end, Booking.end_at > start,
+               Booking.state != BookingState.EXPIRED)
+        .order_by(Booking.start_at, Booking.id).options(load_only(*ENTRY_COLUMNS))).all()
+    for booking, who, payment_state in rows:
+        state = entry_state(booking, now, payment_state)
         if state is not None:
-            by_room[booking.room_id].append(Entry(booking, state))
+            by_room[booking.room_id].append(Entry(booking, state, who))
     return by_room
 
 
