@@ -14,6 +14,7 @@ it up, once per process.
 """
 from functools import lru_cache
 
+import wtforms.widgets
 from markupsafe import Markup, escape
 from wtforms.widgets import core
 
@@ -37,8 +38,10 @@ def html_params(**kwargs) -> Markup:
 
 
 def install() -> None:
-    """Where WTForms looks html_params up: its widgets module, and the staticmethod that Input and Button
-    (and with them every input widget) took from it when they were defined."""
+    """Where WTForms looks html_params up: its widgets module, the widgets package that re-exports it (a
+    field's Label calls `widgets.html_params`), and the staticmethod that Input and Button (and with them
+    every input widget) took from it when they were defined."""
     core.html_params = html_params
+    wtforms.widgets.html_params = html_params
     for widget in (core.Input, core.Button):
         widget.html_params = staticmethod(html_params)

@@ -38,8 +38,10 @@ class _Form(Form):
 
 def test_installed_where_every_widget_looks_it_up(app):
     """create_app installs it (the app fixture made one): the module global that Select, TextArea and
-    ListWidget call, and the staticmethod Input and Button took when WTForms defined them."""
+    ListWidget call, the package's name for it that Label calls, and the staticmethod Input and Button took
+    when WTForms defined them."""
     assert core.html_params is widgets.html_params
+    assert wtforms_widgets.html_params is widgets.html_params
     assert core.Input.html_params is widgets.html_params
     assert core.Button.html_params is widgets.html_params
     form = _Form()
@@ -48,3 +50,5 @@ def test_installed_where_every_widget_looks_it_up(app):
     assert str(form.kind()) == ('<select id="kind" name="kind"><option value="a">A &amp; B</option>'
                                 '<option selected value="b">&#34;Bee&#34;</option></select>')
     assert 'type="checkbox" value="p"' in str(form.equipment())
+    assert str(form.name.label(class_="big")) == '<label class="big" for="name">Name</label>'
+
