@@ -3,8 +3,9 @@
 A gunicorn worker that has just started (at boot, after a deploy's reload, or replaced by --max-requests) would
 otherwise spend its first booking attempt, some 0.3 s of CPU, on things done once per process: loading the
 templates, Babel's locale data for the date formats, compiling the booking path's SQL into the engine's cache,
-and reading each room the residents book into the kept rooms (services/rules.cached_room_with_rules). At 09:00
-on the day a month opens, with residents queued behind it, that is the worst time to pay it.
+reading each room the residents book into the kept rooms (services/rules.cached_room_with_rules), and the
+catalog the search keeps (public/search.catalog). At 09:00 on the day a month opens, with residents queued
+behind it, that is the worst time to pay it.
 
 `warm(app)` does that work with reads only: every statement runs with ids no row has, or reads the rooms as the
 booking path would, and the transaction is rolled back. It is called by deploy/gunicorn.conf.py's
@@ -59,6 +60,7 @@ def _templates(app: Flask) -> int:
 def _rooms_and_statements() -> int:
     from .bookings.routes import review_facts
     from .models import Room, User
+    from .public import search
     from .services import booking, rules
     from .timeutil import business_date, now_utc
 
@@ -72,4 +74,5 @@ def _rooms_and_statements() -> int:
                                   .limit(rules.KEPT_ROOMS_MAX)).all()
     for room_id in room_ids:
         rules.cached_room_with_rules(room_id, token)
+    search.catalog()
     return len(room_ids)

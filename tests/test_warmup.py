@@ -29,6 +29,8 @@ def test_warm_keeps_every_active_room_and_writes_nothing(app, make_room):
     kept = app.extensions["kept_rooms"]
     assert done["rooms"] == len(room_ids) and done["templates"] > 50
     assert {room_id for room_id, (kept_token, _room) in kept.items() if kept_token == token} == room_ids
+    searched = app.extensions["search_catalog"]
+    assert searched.token == token and {room.id for room in searched.rooms} == room_ids
     assert [db.session.scalar(select(func.count()).select_from(model)) for model in (Booking, AuditEntry)] == before
     assert token is not None and rules.catalog_token() == token
 
