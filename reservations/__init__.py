@@ -56,9 +56,10 @@ def create_app(test_config: dict | None = None) -> Flask:
                                  ngettext=i18n.template_ngettext)
     widgets.install()  # WTForms' attribute markup, the same for less (reservations/widgets.py)
     with app.app_context():
-        from . import pool
+        from . import pool, prepared
 
         pool.install(db.engine)  # instead of pool_pre_ping: reservations/pool.py
+        prepared.install(db.engine)  # a transaction that only read ends with COMMIT: reservations/prepared.py
         if db.engine.dialect.name == "sqlite":
             _serialise_sqlite_writes(db.engine)
 
