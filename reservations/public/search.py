@@ -39,13 +39,6 @@ def fee_from(room: Room) -> Fee | None:
     return Fee(min(fees), room.hourly_unit_minutes) if fees else None
 
 
-@dataclass
-class Result:
-    room: Room  # or a SearchRoom: what the card and the day's mark read of it
-    fee: Fee | None
-    day: availability.Day | None  # that day's availability, when a date was asked for
-
-
 class SearchRoom(SimpleNamespace):
     """A room as its search card and its day's mark read it: the room's columns, its building, its divisions and
     closures as rows (each with the columns of its table), its equipment codes, its card's fee and whether it is
@@ -57,6 +50,12 @@ class SearchRoom(SimpleNamespace):
     bookable_online: bool  # Room.bookable_online, worked out once its divisions are in
     equipment_codes: frozenset[str]
     fee: Fee | None
+
+
+@dataclass
+class Result:
+    room: SearchRoom  # what the card and the day's mark read of it, its fee included
+    day: availability.Day | None  # that day's availability, when a date was asked for
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ def search(form: SearchForm, kept: SearchCatalog, *, day: date | None) -> list[R
         mark = days.get(room.id)
         if form.free_only.data and (mark is None or mark.mark not in (availability.FREE, availability.PARTLY)):
             continue
-        results.append(Result(room, room.fee, mark))
+        results.append(Result(room, mark))
     return results
 
 
@@ -150,9 +149,7 @@ class Card:
     and what its facts say (kind, capacity, fee, the day's mark and lottery, whether it is offered online),
     by which cards that say the same share their HTML."""
 
-    id: int
     room: SearchRoom
-    fee: Fee | None
     day: availability.Day | None
     href: str
     name: Markup
@@ -163,7 +160,7 @@ class Card:
 def cards(results: list[Result], href: Callable[[int], str]) -> list[Card]:
     """The cards of the results, each linked by href(room id)."""
     names = card_names([r.room for r in results])
-    return [Card(r.room.id, r.room, r.fee, r.day, href(r.room.id), name, building,
-                 (r.room.kind, r.room.capacity, r.fee, r.day.mark if r.day else None,
+    return [Card(r.room, r.day, href(r.room.id), name, building,
+                 (r.room.kind, r.room.capacity, r.room.fee, r.day.mark if r.day else None,
                   r.day.lottery if r.day else None, r.room.bookable_online))
             for r, (name, building) in zip(results, names, strict=True)]
