@@ -13,8 +13,9 @@ A transaction that ran only SELECTs changed nothing, and COMMIT ends it as ROLLB
 locks (the advisory locks of a hold, FOR UPDATE rows) go with it. So this engine's rollback is a COMMIT when
 every statement of the transaction began with SELECT and none was an INSERT, UPDATE or DELETE by SQLAlchemy's
 account. Anything else is a write as far as this is concerned, and is rolled back: a SAVEPOINT, a WITH, a
-text() statement that is not a SELECT, a failed statement (the transaction is then INERROR, not INTRANS). If
-the COMMIT itself fails, the connection is rolled back as before.
+text() statement that is not a SELECT, a failed statement (the transaction is then INERROR, not INTRANS). A
+COMMIT that fails (the connection gone) fails as the rollback would have: SQLAlchemy handles an error of the
+rollback, at the session's end or the pool's reset, by invalidating the connection.
 
 Statements that run outside SQLAlchemy's events (a raw DBAPI cursor) are not seen; the app has none on
 PostgreSQL, and a transaction begun that way is never marked read-only, so it is rolled back.
@@ -30,10 +31,11 @@ What follows from keeping prepared statements, and is already true of psycopg's 
 """
 import re
 
-from psycopg import Error as PsycopgError
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from . import db_mode
 
 _READS_ONLY = "_reservations_reads_only"  # on the psycopg connection: True while its transaction only read
 _SELECT = re.compile(r"\s*SELECT\b", re.IGNORECASE)
@@ -45,17 +47,8 @@ def _raw(connection):
 
 
 def is_read(statement: str, context) -> bool:
-    """A statement that cannot have written: a SELECT that SQLAlchemy did not compile as DML."""
-    if context is not None and (context.isinsert or context.isupdate or context.isdelete):
-        return False
-    return bool(_SELECT.match(statement))
-
-
-def reads_only(dbapi_connection) -> bool:
-    """Whether this connection is in a transaction that has only read (see the module docstring)."""
-    raw = _raw(dbapi_connection)
-    return (getattr(raw, _READS_ONLY, False)
-            and raw.info.transaction_status == TransactionStatus.INTRANS)
+    """A statement that cannot have written: a SELECT that SQLAlchemy did not compile as DML (db_mode.is_write)."""
+    return bool(_SELECT.match(statement)) and not db_mode.is_write(statement, context)
 
 
 def install(engine: Engine) -> None:
@@ -75,15 +68,9 @@ def install(engine: Engine) -> None:
 
     def do_rollback(dbapi_connection) -> None:
         raw = _raw(dbapi_connection)
-        if reads_only(raw):
-            setattr(raw, _READS_ONLY, False)
-            try:
-                commit(dbapi_connection)
-                return
-            except PsycopgError:
-                pass  # as before: roll back (or fail as a rollback would, if the connection is gone)
+        reads_only = getattr(raw, _READS_ONLY, False) and raw.info.transaction_status == TransactionStatus.INTRANS
         setattr(raw, _READS_ONLY, False)
-        rollback(dbapi_connection)
+        (commit if reads_only else rollback)(dbapi_connection)
 
     def do_commit(dbapi_connection) -> None:
         setattr(_raw(dbapi_connection), _READS_ONLY, False)

@@ -173,6 +173,19 @@ def client(app):
 
 
 @pytest.fixture
+def fresh_session_per_request(app):
+    """Each request begins with the session ended and its connection back in the pool, as in a server: the test's
+    app context would otherwise keep one session, and one transaction, across requests, and serve the test's
+    objects from its identity map."""
+    def fresh(sender, **extra):
+        db.session.remove()
+
+    request_started.connect(fresh, app)
+    yield
+    request_started.disconnect(fresh, app)
+
+
+@pytest.fixture
 def runner(app):
     return app.test_cli_runner()
 

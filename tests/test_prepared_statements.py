@@ -2,7 +2,6 @@
 has prepared (reservations/prepared.py); anything that may have written is still rolled back, on both
 databases."""
 import pytest
-from flask import request_started
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -11,18 +10,6 @@ from reservations.models import Building
 from reservations.prepared import is_read
 
 PREPARE_THRESHOLD = 5  # psycopg's default: a statement is prepared on its 5th run on a connection
-
-
-@pytest.fixture
-def session_per_request(app):
-    """Each request begins with the session ended and its connection back in the pool, as in a server (the test's
-    app context would otherwise keep one transaction open across requests)."""
-    def fresh(sender, **extra):
-        db.session.remove()
-
-    request_started.connect(fresh, app)
-    yield
-    request_started.disconnect(fresh, app)
 
 
 def prepared_on_this_connection() -> list[str]:
@@ -46,7 +33,7 @@ def test_only_a_select_counts_as_a_read(statement, read):
 
 
 def test_pages_that_only_read_keep_their_prepared_statements(app, client, auth, resident, room,
-                                                             session_per_request):
+                                                             fresh_session_per_request):
     room_id = room.id
     auth.login()
     for _ in range(PREPARE_THRESHOLD + 2):
@@ -113,7 +100,7 @@ def test_the_commit_that_ends_a_read_releases_its_locks(app):
 
 
 def test_a_losing_reserve_keeps_the_prepared_statements(app, client, auth, resident, room, make_user,
-                                                         session_per_request):
+                                                         fresh_session_per_request):
     """The opening rush's common case: the slot is taken, nothing is written, and the connection keeps its
     prepared statements (the user loader's, the locks', the standing's) for the next resident."""
     from tests.helpers import booking_day

@@ -5,7 +5,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from flask import request_started
 from sqlalchemy import select
 
 from reservations.extensions import db
@@ -17,16 +16,6 @@ from tests.helpers import booking_day, statements
 # user, the two locks, the standing (with the token), and for a win the booking, its payment, and both their
 # audit entries in one INSERT. A win with the room kept is 2 + 6 = 8 round trips, a loss 2 + 3.
 REVIEW_MAX, RESERVE_MAX, RESERVE_LOSS_MAX = 2, 6, 3
-
-
-@pytest.fixture
-def fresh_session_per_request(app):
-    def fresh(sender, **extra):
-        db.session.remove()
-
-    request_started.connect(fresh, app)
-    yield
-    request_started.disconnect(fresh, app)
 
 
 def sign_in(client, user_key: str) -> None:
