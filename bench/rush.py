@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/rush.py [--residents 300] [--divisions 30] [--workers 4] [--runs 1]
                                       [--port 0] [--trivial-seconds 5] [--payments on|off] [--profile]
+                                      [--gunicorn-args '...']
 
 Each run builds a fresh PostgreSQL database with the migrations (on TEST_PG_ADMIN_URL's server, dropped at the
 end), seeds it (bench/rush_seed.py: `--divisions` hot divisions of one bookable day, each wanted by residents
@@ -43,6 +44,12 @@ counter plus one for each liveness ping at a pool checkout (reservations/pool.py
 server has spoken to; the dialect's do_ping, which no event sees). BEGIN/COMMIT/ROLLBACK are not counted.
 queries_per_win and queries_per_loss are reported, queries_per_attempt is the larger.
 
+--gunicorn-args adds flags to gunicorn's command line, to measure another worker class against the
+default in one sitting. With `-k gthread --threads 1 --keep-alive 120` each resident's connection stays open
+between its requests (sync workers close it after each one): the client then spends less CPU on connecting,
+and the server about the same. The keep-alive must outlast the pause between the phases, or a resident's next
+request meets a connection the server has just closed.
+
 --runs K repeats the whole (fresh database and seed each time) and reports the median of each figure.
 --profile attaches `py-spy record --subprocesses --function --full-filenames --format raw` to the gunicorn
 master for the rush only, keeps the folded stacks in /tmp/rush-profile.txt and prints to stderr: the top
@@ -61,6 +68,7 @@ import logging
 import os
 import re
 import resource
+import shlex
 import signal
 import statistics
 import subprocess
@@ -168,11 +176,11 @@ def app_settings(database: str, payments: bool, stripe_url: str, outbox: str) ->
     return settings
 
 
-def start_gunicorn(settings: dict, workers: int, port: int, logfile) -> subprocess.Popen:
+def start_gunicorn(settings: dict, workers: int, port: int, logfile, extra: list[str] = ()) -> subprocess.Popen:
     env = {**os.environ, **settings}
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "--config", str(ROOT / "deploy/gunicorn.conf.py"), "-w", str(workers),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", *extra, "wsgi:app"],
         cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -536,7 +544,7 @@ def one_run(args) -> dict:
             log(f"migrated and seeded {database} in {time.perf_counter() - started:.1f} s: "
                 f"{len(plan.emails)} residents, {len(plan.targets)} hot divisions on {plan.day}")
             port = args.port or free_port()
-            gunicorn = start_gunicorn(settings, args.workers, port, server_log)
+            gunicorn = start_gunicorn(settings, args.workers, port, server_log, shlex.split(args.gunicorn_args))
             meter = CpuMeter(gunicorn.pid, admin)
             figures = asyncio.run(drive(f"http://127.0.0.1:{port}", plan, meter, args))
             stop(gunicorn)
@@ -572,6 +580,8 @@ def main() -> None:
     parser.add_argument("--trivial-seconds", type=float, default=5.0)
     parser.add_argument("--payments", choices=("on", "off"), default="on")
     parser.add_argument("--profile", action="store_true", help="py-spy on the workers during the rush")
+    parser.add_argument("--gunicorn-args", default="", help="more gunicorn flags, e.g. "
+                        "'-k gthread --threads 1 --keep-alive 120' (reported as gunicorn_args)")
     args = parser.parse_args()
     started = time.perf_counter()
     runs = []
@@ -582,7 +592,8 @@ def main() -> None:
         summarise_profile(PROFILE_OUT)
     figures = {key: median([run[key] for run in runs]) for key in runs[0]}
     emit({"bench": "rush", "residents": args.residents, "divisions": args.divisions, "workers": args.workers,
-          "payments": args.payments, "app_env": "development", "runs": args.runs, **figures,
+          "payments": args.payments, "gunicorn_args": args.gunicorn_args, "app_env": "development", "runs": args.runs,
+          **figures,
           "profiled": args.profile, "seconds": round(time.perf_counter() - started, 1)})
 
 

@@ -36,7 +36,7 @@ def readable(body: bytes) -> list[str]:
 def test_no_finance_page_or_export_shows_personal_data_beyond_the_payers_name(
         app, client, login_as, make_user, room):
     # Noon in Tokyo for the whole test: the payment an hour ago and the refund are on the business day the
-    # export is asked for, whenever the suite runs (at 00:30 JST "an hour ago" was yesterday).
+    # export is asked for, whenever the suite runs (before 00:30 JST the refund "30 minutes ago" was yesterday).
     with time_machine.travel(at_tokyo(business_date(now_utc()), time(12)), tick=False):
         read_every_finance_page(app, client, login_as, make_user, room)
 
