@@ -78,6 +78,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -176,7 +177,7 @@ def app_settings(database: str, payments: bool, stripe_url: str, outbox: str) ->
     return settings
 
 
-def start_gunicorn(settings: dict, workers: int, port: int, logfile, extra: list[str] = ()) -> subprocess.Popen:
+def start_gunicorn(settings: dict, workers: int, port: int, logfile, extra: Sequence[str] = ()) -> subprocess.Popen:
     env = {**os.environ, **settings}
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "--config", str(ROOT / "deploy/gunicorn.conf.py"), "-w", str(workers),
